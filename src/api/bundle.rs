@@ -1,0 +1,180 @@
+//! Search and history Bundles. Entries embed the stored resource bytes as they are
+//! (`RawValue`), so a JSON page is assembled without re-parsing any resource.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::format::{Format, Output};
+use super::request::Ctx;
+use super::respond;
+use crate::engine::{History, SearchResult};
+use crate::error::{Error, Result};
+use crate::resource::instant;
+use crate::store::Version;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle {
+    resource_type: &'static str,
+    id: String,
+    meta: Meta,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+    link: Vec<Link>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<Entry>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    last_updated: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<SearchInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseInfo>,
+}
+
+#[derive(Serialize)]
+struct SearchInfo {
+    mode: &'static str,
+}
+
+#[derive(Serialize)]
+struct RequestInfo {
+    method: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseInfo {
+    status: String,
+    etag: String,
+    last_modified: String,
+}
+
+fn raw(bytes: &[u8]) -> Result<Box<RawValue>> {
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|e| Error::Internal(format!("stored body is not UTF-8: {e}")))?;
+    RawValue::from_string(text).map_err(|e| Error::Internal(format!("stored body is not JSON: {e}")))
+}
+
+fn envelope(kind: &'static str, total: Option<i64>, link: Vec<Link>, entry: Vec<Entry>) -> Bundle {
+    Bundle {
+        resource_type: "Bundle",
+        id: uuid::Uuid::new_v4().to_string(),
+        meta: Meta { last_updated: instant::format_ms(instant::now_ms()) },
+        kind,
+        total,
+        link,
+        entry,
+    }
+}
+
+/// Serializes the bundle; XML and pretty JSON go through a `Value`, compact JSON does not.
+fn finish(out: Output, bundle: &Bundle) -> Result<Response> {
+    let bytes = serde_json::to_vec(bundle).map_err(|e| Error::Internal(e.to_string()))?;
+    if out.format == Format::Json && !out.pretty {
+        return Ok(respond::with_body(StatusCode::OK, out, bytes));
+    }
+    let value = serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(respond::value(StatusCode::OK, out, &value))
+}
+
+/// `path?query` with `_cursor` replaced.
+fn page_url(ctx: &Ctx, path: &str, query: &str, cursor: Option<&str>) -> String {
+    let mut pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(k, _)| k != "_cursor").collect();
+    pairs.extend(ctx.query.iter().filter(|(k, _)| k == "_format" || k == "_pretty").cloned());
+    if let Some(c) = cursor {
+        pairs.push(("_cursor".into(), c.into()));
+    }
+    let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    if qs.is_empty() { format!("{}/{path}", ctx.base) } else { format!("{}/{path}?{qs}", ctx.base) }
+}
+
+fn full_url(ctx: &Ctx, v: &Version) -> String {
+    format!("{}/{}/{}", ctx.base, v.rtype, v.id)
+}
+
+pub fn searchset(ctx: &Ctx, rtype: &str, query: &str, result: SearchResult) -> Result<Response> {
+    let cursor = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.into_owned());
+    let mut link = vec![Link { relation: "self", url: page_url(ctx, rtype, query, cursor.as_deref()) }];
+    link.push(Link { relation: "first", url: page_url(ctx, rtype, query, None) });
+    if let Some(next) = &result.next {
+        link.push(Link { relation: "next", url: page_url(ctx, rtype, query, Some(next)) });
+    }
+    let mut entry = Vec::with_capacity(result.hits.len() + 1);
+    for v in &result.hits {
+        entry.push(Entry {
+            full_url: Some(full_url(ctx, v)),
+            resource: Some(raw(&v.body)?),
+            search: Some(SearchInfo { mode: "match" }),
+            ..Entry::default()
+        });
+    }
+    if !result.ignored.is_empty() {
+        let oo = respond::outcome(&result.ignored, "warning");
+        entry.push(Entry {
+            resource: Some(raw(&serde_json::to_vec(&oo).map_err(|e| Error::Internal(e.to_string()))?)?),
+            search: Some(SearchInfo { mode: "outcome" }),
+            ..Entry::default()
+        });
+    }
+    finish(ctx.out, &envelope("searchset", result.total, link, entry))
+}
+
+pub fn history(ctx: &Ctx, path: &str, h: History) -> Result<Response> {
+    let query = ctx.criteria_query();
+    let cursor = ctx.query.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.as_str());
+    let mut link = vec![Link { relation: "self", url: page_url(ctx, path, &query, cursor) }];
+    link.push(Link { relation: "first", url: page_url(ctx, path, &query, None) });
+    if let Some(next) = &h.next {
+        link.push(Link { relation: "next", url: page_url(ctx, path, &query, Some(next)) });
+    }
+    let mut entry = Vec::with_capacity(h.entries.len());
+    for v in &h.entries {
+        let deleted = v.method == "DELETE";
+        let (method, url, status) = match v.method.as_str() {
+            "POST" => ("POST", v.rtype.clone(), "201 Created"),
+            "DELETE" => ("DELETE", format!("{}/{}", v.rtype, v.id), "204 No Content"),
+            m => (m, format!("{}/{}", v.rtype, v.id), if v.version == 1 { "201 Created" } else { "200 OK" }),
+        };
+        entry.push(Entry {
+            full_url: Some(full_url(ctx, v)),
+            resource: if deleted { None } else { Some(raw(&v.body)?) },
+            request: Some(RequestInfo { method: method.into(), url }),
+            response: Some(ResponseInfo {
+                status: status.into(),
+                etag: format!("W/\"{}\"", v.version),
+                last_modified: instant::format_ms(v.last_updated),
+            }),
+            ..Entry::default()
+        });
+    }
+    finish(ctx.out, &envelope("history", h.total, link, entry))
+}

@@ -1,0 +1,79 @@
+//! `GET /metadata`: the CapabilityStatement, generated from what this build implements —
+//! the resource types the validator knows, the search parameters the index writes, the formats
+//! the negotiator accepts.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::request::Ctx;
+use super::{AppState, format, respond};
+use crate::resource::{instant, resource_types};
+use crate::search::Registry;
+
+/// The type-level interactions the router serves for every resource type.
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
+
+pub async fn metadata(State(_s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(async { Ok(respond::value(StatusCode::OK, ctx.out, &capability_statement(&ctx.base))) }).await
+}
+
+pub fn capability_statement(base: &str) -> Value {
+    let registry = Registry::global();
+    let resources: Vec<Value> = resource_types()
+        .iter()
+        .map(|t| {
+            let params: Vec<Value> = registry
+                .for_type(t)
+                .into_iter()
+                .filter(|p| p.indexed())
+                .map(|p| {
+                    json!({"name": p.code, "definition": p.url, "type": p.kind.as_str(), "documentation": p.description})
+                })
+                .collect();
+            json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": params,
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant::format_ms(instant::now_ms()),
+        "publisher": "Hearth",
+        "kind": "instance",
+        "software": {"name": "Hearth", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Hearth FHIR R4 server", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": format::FORMATS,
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}

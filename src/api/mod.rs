@@ -1,0 +1,76 @@
+//! The HTTP front door: axum routes for the FHIR REST interactions under `/fhir`.
+//! Handlers parse HTTP into engine calls and engine results into FHIR responses; all FHIR rules
+//! live in the engine and below.
+
+mod bundle;
+mod capability;
+pub mod format;
+mod request;
+mod respond;
+mod rest;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::engine::Engine;
+use crate::error::Error;
+
+pub use request::Ctx;
+
+/// What the handlers share.
+pub struct AppState {
+    pub engine: Engine,
+    /// Absolute base of links (`…/fhir`); derived from the Host header when not configured.
+    pub base_url: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let fhir = Router::new()
+        .route("/", post(rest::system_post))
+        .route("/metadata", get(capability::metadata))
+        .route("/_history", get(rest::history_system))
+        .route(
+            "/{rtype}",
+            get(rest::search_get)
+                .post(rest::create)
+                .put(rest::conditional_update)
+                .delete(rest::conditional_delete),
+        )
+        .route("/{rtype}/_search", post(rest::search_post))
+        .route("/{rtype}/_history", get(rest::history_type))
+        .route("/{rtype}/{id}", get(rest::read).put(rest::update).patch(rest::patch).delete(rest::delete))
+        .route("/{rtype}/{id}/_history", get(rest::history_instance))
+        .route("/{rtype}/{id}/_history/{vid}", get(rest::vread))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest("/fhir", fhir)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.engine.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!("readiness check failed: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn method_not_allowed(ctx: Ctx) -> Response {
+    respond::error(ctx.out, Error::MethodNotAllowed(format!("{} is not allowed on {}", ctx.method, ctx.path)))
+}
+
+async fn not_found(ctx: Ctx) -> Response {
+    respond::error(ctx.out, Error::NotFound(format!("no FHIR endpoint at {}", ctx.path)))
+}

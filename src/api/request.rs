@@ -1,0 +1,144 @@
+//! What every handler needs to know about the request besides its path and body.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::Response;
+
+use super::AppState;
+use super::format::{self, Output};
+use super::respond;
+use crate::error::{Error, IssueCode, Result};
+use crate::search::Handling;
+
+/// `Prefer: return=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+pub struct Ctx {
+    pub method: Method,
+    pub path: String,
+    pub raw_query: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    /// The negotiated output; errors are written as JSON when negotiation itself failed.
+    pub out: Output,
+    negotiation: Option<Error>,
+    pub base: String,
+    pub prefer_return: Return,
+    pub handling: Handling,
+}
+
+impl FromRequestParts<Arc<AppState>> for Ctx {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Infallible> {
+        let raw_query = parts.uri.query().unwrap_or_default().to_string();
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
+        let (out, negotiation) = match format::negotiate(&parts.headers, &query) {
+            Ok(out) => (out, None),
+            Err(e) => (Output::default(), Some(e)),
+        };
+        let base = match &state.base_url {
+            Some(b) => b.trim_end_matches('/').to_string(),
+            None => {
+                let host =
+                    parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+                format!("http://{host}/fhir")
+            }
+        };
+        let prefer = parts.headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let prefs: Vec<String> =
+            prefer.split([',', ';']).map(|p| p.trim().replace(' ', "").to_ascii_lowercase()).collect();
+        let prefer_return = if prefs.iter().any(|p| p == "return=minimal") {
+            Return::Minimal
+        } else if prefs.iter().any(|p| p == "return=operationoutcome") {
+            Return::OperationOutcome
+        } else {
+            Return::Representation
+        };
+        let handling =
+            if prefs.iter().any(|p| p == "handling=strict") { Handling::Strict } else { Handling::Lenient };
+        Ok(Ctx {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            raw_query,
+            query,
+            headers: parts.headers.clone(),
+            out,
+            negotiation,
+            base,
+            prefer_return,
+            handling,
+        })
+    }
+}
+
+impl Ctx {
+    /// Runs a handler body, turning its error (or a failed negotiation) into an OperationOutcome.
+    /// The future is not polled at all when the requested format cannot be produced.
+    pub async fn run(&self, f: impl Future<Output = Result<Response>>) -> Response {
+        if let Some(e) = &self.negotiation {
+            let e = match e {
+                Error::NotAcceptable(m) => Error::NotAcceptable(m.clone()),
+                other => Error::Internal(other.to_string()),
+            };
+            return respond::error(self.out, e);
+        }
+        match f.await {
+            Ok(resp) => resp,
+            Err(e) => respond::error(self.out, e),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `If-Match: W/"3"` → 3. A malformed value is a client error, not "no precondition".
+    pub fn if_match(&self) -> Result<Option<i64>> {
+        self.header("if-match").map(parse_etag).transpose()
+    }
+
+    /// The query string without the response-format parameters, as a search condition.
+    pub fn criteria_query(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.query.iter().filter(|(k, _)| k != "_format" && k != "_pretty"))
+            .finish()
+    }
+}
+
+pub fn parse_etag(value: &str) -> Result<i64> {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+    v.parse().map_err(|_| {
+        Error::invalid(IssueCode::Value, format!("malformed ETag '{value}': expected W/\"<version>\""))
+    })
+}
+
+/// Reads the body up to the configured limit (413 beyond it).
+pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            Error::PayloadTooLarge(limit)
+        } else {
+            Error::invalid(IssueCode::Structure, format!("cannot read the request body: {e}"))
+        }
+    })
+}

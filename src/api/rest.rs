@@ -1,0 +1,347 @@
+//! Handlers of the instance and type interactions (http.html).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::request::{Ctx, Return, parse_etag, read_body};
+use super::{AppState, bundle, respond};
+use crate::engine::Written;
+use crate::error::{Error, Issue, IssueCode, Result};
+use crate::resource::{self, instant};
+use crate::store::HistoryScope;
+
+fn check_type(rtype: &str) -> Result<()> {
+    if resource::is_resource_type(rtype) { Ok(()) } else { Err(Error::UnknownType(rtype.to_string())) }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if resource::valid_id(id) {
+        Ok(())
+    } else {
+        Err(Error::invalid_at(
+            IssueCode::Value,
+            format!("'{id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})"),
+            "id",
+        ))
+    }
+}
+
+async fn body_resource(state: &AppState, ctx: &Ctx, body: Body) -> Result<Value> {
+    let bytes = read_body(body, state.max_body_bytes, &ctx.headers).await?;
+    super::format::parse_body(&ctx.headers, &bytes)
+}
+
+/// The response to a create or update, shaped by `Prefer: return`.
+fn written(ctx: &Ctx, w: &Written, status: StatusCode) -> Response {
+    let v = &w.version;
+    let mut resp = match ctx.prefer_return {
+        Return::Representation => respond::stored(status, ctx.out, v),
+        Return::Minimal => {
+            let mut r = respond::empty(status);
+            respond::version_headers(&mut r, v);
+            r
+        }
+        Return::OperationOutcome => {
+            let what = if w.existing {
+                "matched an existing resource"
+            } else if w.created {
+                "created"
+            } else {
+                "updated"
+            };
+            let issue = Issue::new(
+                IssueCode::Informational,
+                format!("{}/{} {what} (version {})", v.rtype, v.id, v.version),
+            );
+            let mut r = respond::value(status, ctx.out, &respond::outcome(&[issue], "information"));
+            respond::version_headers(&mut r, v);
+            r
+        }
+    };
+    let location = format!("{}/{}/{}/_history/{}", ctx.base, v.rtype, v.id, v.version);
+    if let Ok(loc) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, loc.clone());
+        if status == StatusCode::CREATED {
+            resp.headers_mut().insert(header::CONTENT_LOCATION, loc);
+        }
+    }
+    resp
+}
+
+fn status_of(w: &Written) -> StatusCode {
+    if w.created { StatusCode::CREATED } else { StatusCode::OK }
+}
+
+pub async fn create(
+    State(s): State<Arc<AppState>>,
+    Path(rtype): Path<String>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let value = body_resource(&s, &ctx, body).await?;
+        if value.get("id").is_some() {
+            tracing::debug!("ignoring the client's id on create, as http.html#create requires");
+        }
+        let condition = ctx.header("if-none-exist").map(|c| c.trim_start_matches('?').to_string());
+        let w = s.engine.create(&rtype, value, condition.as_deref()).await?;
+        Ok(written(&ctx, &w, status_of(&w)))
+    })
+    .await
+}
+
+pub async fn update(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let value = body_resource(&s, &ctx, body).await?;
+        let w = s.engine.update(&rtype, &id, value, ctx.if_match()?).await?;
+        Ok(written(&ctx, &w, status_of(&w)))
+    })
+    .await
+}
+
+pub async fn conditional_update(
+    State(s): State<Arc<AppState>>,
+    Path(rtype): Path<String>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let value = body_resource(&s, &ctx, body).await?;
+        let w = s.engine.conditional_update(&rtype, &ctx.criteria_query(), value, ctx.if_match()?).await?;
+        Ok(written(&ctx, &w, status_of(&w)))
+    })
+    .await
+}
+
+pub async fn patch(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let ct = ctx.header("content-type").unwrap_or_default();
+        let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json-patch+json" => {}
+            "application/fhir+json" | "application/fhir+xml" | "application/xml-patch+xml" => {
+                return Err(Error::NotImplemented(format!(
+                    "PATCH with '{essence}' (FHIRPath or XML Patch) is not supported; use application/json-patch+json"
+                )));
+            }
+            _ => {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "PATCH needs Content-Type application/json-patch+json, got '{ct}'"
+                )));
+            }
+        }
+        let bytes = read_body(body, s.max_body_bytes, &ctx.headers).await?;
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(IssueCode::Structure, format!("invalid JSON Patch document: {e}")))?;
+        let w = s.engine.patch(&rtype, &id, &patch, ctx.if_match()?).await?;
+        Ok(written(&ctx, &w, StatusCode::OK))
+    })
+    .await
+}
+
+pub async fn read(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let v = s.engine.read(&rtype, &id).await?;
+        if not_modified(&ctx, v.version, v.last_updated)? {
+            let mut r = respond::empty(StatusCode::NOT_MODIFIED);
+            respond::version_headers(&mut r, &v);
+            return Ok(r);
+        }
+        Ok(respond::stored(StatusCode::OK, ctx.out, &v))
+    })
+    .await
+}
+
+/// `If-None-Match` (ETag) takes precedence over `If-Modified-Since` (RFC 9110 §13.2.2).
+fn not_modified(ctx: &Ctx, version: i64, last_updated: i64) -> Result<bool> {
+    if let Some(inm) = ctx.header("if-none-match") {
+        if inm.trim() == "*" {
+            return Ok(true);
+        }
+        for tag in inm.split(',') {
+            if parse_etag(tag)? == version {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    if let Some(since) = ctx.header("if-modified-since").and_then(instant::parse_http_date) {
+        return Ok(last_updated.div_euclid(1000) * 1000 <= since);
+    }
+    Ok(false)
+}
+
+pub async fn vread(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let v = s.engine.vread(&rtype, &id, &vid).await?;
+        if not_modified(&ctx, v.version, v.last_updated)? {
+            return Ok(respond::empty(StatusCode::NOT_MODIFIED));
+        }
+        Ok(respond::stored(StatusCode::OK, ctx.out, &v))
+    })
+    .await
+}
+
+fn deleted_response(ctx: &Ctx, version: Option<i64>, what: String) -> Response {
+    let mut resp = match ctx.prefer_return {
+        Return::Minimal => respond::empty(StatusCode::NO_CONTENT),
+        _ => {
+            let issue = Issue::new(IssueCode::Informational, what);
+            respond::value(StatusCode::OK, ctx.out, &respond::outcome(&[issue], "information"))
+        }
+    };
+    if let Some(v) = version {
+        resp.headers_mut().insert(header::ETAG, respond::etag(v));
+    }
+    resp
+}
+
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let d = s.engine.delete(&rtype, &id, ctx.if_match()?).await?;
+        let what = match d.version {
+            Some(v) => format!("{rtype}/{id} deleted (version {v})"),
+            None => format!("{rtype}/{id} did not exist or was already deleted; nothing changed"),
+        };
+        Ok(deleted_response(&ctx, d.version, what))
+    })
+    .await
+}
+
+pub async fn conditional_delete(
+    State(s): State<Arc<AppState>>,
+    Path(rtype): Path<String>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let condition = ctx.criteria_query();
+        let d = s.engine.conditional_delete(&rtype, &condition).await?;
+        let what = match d.version {
+            Some(_) => format!("deleted the {rtype} matching '{condition}'"),
+            None => format!("no {rtype} matches '{condition}'; nothing changed"),
+        };
+        Ok(deleted_response(&ctx, d.version, what))
+    })
+    .await
+}
+
+pub async fn search_get(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let query = ctx.criteria_query();
+        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
+        bundle::searchset(&ctx, &rtype, &query, result)
+    })
+    .await
+}
+
+/// POST `_search`: criteria in an `application/x-www-form-urlencoded` body, plus the URL's.
+pub async fn search_post(
+    State(s): State<Arc<AppState>>,
+    Path(rtype): Path<String>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let ct = ctx.header("content-type").unwrap_or("application/x-www-form-urlencoded");
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(Error::UnsupportedMediaType(format!(
+                "POST _search needs Content-Type application/x-www-form-urlencoded, got '{ct}'"
+            )));
+        }
+        let bytes = read_body(body, s.max_body_bytes, &ctx.headers).await?;
+        let form = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::invalid(IssueCode::Structure, "the search form is not UTF-8"))?;
+        let url_part = ctx.criteria_query();
+        let query = [url_part.as_str(), form.trim()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("&");
+        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
+        bundle::searchset(&ctx, &rtype, &query, result)
+    })
+    .await
+}
+
+async fn history(s: &AppState, ctx: &Ctx, scope: HistoryScope, path: String) -> Result<Response> {
+    let h = s.engine.history(scope, &ctx.query).await?;
+    bundle::history(ctx, &path, h)
+}
+
+pub async fn history_instance(
+    State(s): State<Arc<AppState>>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        check_id(&id)?;
+        let path = format!("{rtype}/{id}/_history");
+        history(&s, &ctx, HistoryScope::Instance { rtype, id }, path).await
+    })
+    .await
+}
+
+pub async fn history_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        let path = format!("{rtype}/_history");
+        history(&s, &ctx, HistoryScope::Type(rtype), path).await
+    })
+    .await
+}
+
+pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(history(&s, &ctx, HistoryScope::System, "_history".into())).await
+}
+
+/// POST to the base is a batch or transaction Bundle: not implemented yet, and said so.
+pub async fn system_post(ctx: Ctx) -> Response {
+    ctx.run(async {
+        Err(Error::NotImplemented("batch and transaction Bundles are not supported yet".into()))
+    })
+    .await
+}

@@ -1,0 +1,80 @@
+//! One `Config` from `hearth.toml`, then `HEARTH_*` environment variables, then flags (later
+//! sources win). The file is optional; every setting has a default that works out of the box.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authorization: every request is allowed. For local development and tests.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, `HOST:PORT`.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    pub database: String,
+    /// Absolute base URL of the FHIR endpoint as clients see it (behind a proxy), e.g.
+    /// `https://fhir.example.org/fhir`. Derived from the Host header when unset.
+    pub base_url: Option<String>,
+    pub auth: AuthMode,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Page size of search and history when `_count` is not given.
+    pub default_count: usize,
+    /// Largest `_count` honoured; larger requests are capped.
+    pub max_count: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database: "sqlite://hearth.db".into(),
+            base_url: None,
+            auth: AuthMode::None,
+            max_body_bytes: 16 * 1024 * 1024,
+            default_count: 20,
+            max_count: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+}
+
+impl Config {
+    /// Reads `path` if it exists (a missing default file is fine; a missing named file is not).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let display = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: display, source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults() {
+        let c: Config = toml::from_str("listen = \"0.0.0.0:9000\"\nmax_count = 50").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.max_count, 50);
+        assert_eq!(c.database, "sqlite://hearth.db");
+        assert!(toml::from_str::<Config>("lisen = 1").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! The engine: the one write path and the one read path. Every front door (REST, later bundles,
+//! HL7 v2 and import) calls these functions; none of them touches the store directly.
+//!
+//! A write validates the resource, resolves conditions, assigns the id and version and writes
+//! resource + history + index rows in one store transaction. Writers that lose a race (a unique
+//! violation or serialization failure) are retried from the start, so no update is lost.
+
+mod read;
+mod write;
+
+pub use read::{History, SearchResult};
+pub use write::{Deleted, Written};
+
+use crate::error::{Error, Result};
+use crate::store::{Store, is_write_conflict};
+
+/// Paging limits applied to search and history.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub default_count: usize,
+    pub max_count: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { default_count: 20, max_count: 1000 }
+    }
+}
+
+pub struct Engine {
+    pub store: Store,
+    pub limits: Limits,
+}
+
+/// Attempts at a write that keeps losing races before giving up with 409.
+const WRITE_ATTEMPTS: usize = 8;
+
+impl Engine {
+    pub async fn open(database_url: &str, limits: Limits) -> Result<Engine> {
+        let store = Store::open(database_url).await?;
+        let types = crate::resource::resource_types().iter().map(String::as_str);
+        store.register_params(&crate::search::indexed_params(types)).await?;
+        Ok(Engine { store, limits })
+    }
+
+    pub fn page_size(&self, requested: Option<usize>) -> usize {
+        requested.unwrap_or(self.limits.default_count).min(self.limits.max_count)
+    }
+
+    /// Runs one write transaction, retrying it when a concurrent writer got there first.
+    async fn retry<T, F: Future<Output = Result<T>>>(&self, attempt: impl Fn() -> F) -> Result<T> {
+        for _ in 1..WRITE_ATTEMPTS {
+            match attempt().await {
+                Err(e) if is_write_conflict(&e) => {
+                    tracing::debug!("write conflict, retrying: {e}");
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        attempt().await.map_err(|e| {
+            if is_write_conflict(&e) {
+                Error::Conflict("the resource is being changed concurrently; try again".into())
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// A stable 64-bit FNV-1a hash: advisory-lock keys must agree across nodes and builds.
+fn lock_key(parts: &[&str]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h as i64
+}

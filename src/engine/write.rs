@@ -1,0 +1,313 @@
+//! The write path: create, update, patch, delete and their conditional forms.
+
+use serde_json::Value;
+
+use super::{Engine, lock_key};
+use crate::error::{Error, IssueCode, Result};
+use crate::resource::{self, instant};
+use crate::search::{self, Handling, Registry, SearchQuery};
+use crate::store::{Current, Tx, Version};
+
+/// The result of a create or update.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub version: Version,
+    /// True when a new resource came into being (201), false for an update or a conditional
+    /// create that matched an existing resource (200).
+    pub created: bool,
+    /// True when nothing was written because a conditional create found its match.
+    pub existing: bool,
+}
+
+/// The result of a delete: the version that records the deletion, if one was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Deleted {
+    pub version: Option<i64>,
+}
+
+impl Engine {
+    /// POST: a new resource with a server-assigned id, or with `If-None-Exist` the existing match.
+    pub async fn create(&self, rtype: &str, value: Value, if_none_exist: Option<&str>) -> Result<Written> {
+        resource::validate(rtype, &value)?;
+        self.retry(|| self.try_create(rtype, &value, if_none_exist)).await
+    }
+
+    async fn try_create(&self, rtype: &str, value: &Value, if_none_exist: Option<&str>) -> Result<Written> {
+        let mut tx = self.store.begin().await?;
+        if let Some(condition) = if_none_exist {
+            let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+            match found.as_slice() {
+                [] => {}
+                [(_, id)] => {
+                    drop(tx);
+                    let version = self.read(rtype, id).await?;
+                    return Ok(Written { version, created: false, existing: true });
+                }
+                _ => return Err(multiple_matches(rtype, condition)),
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let version = self.put(&mut tx, rtype, &id, None, value.clone(), "POST").await?;
+        tx.commit().await?;
+        Ok(Written { version, created: true, existing: false })
+    }
+
+    /// PUT `Type/id`: update, or create with the client's id when it does not exist yet.
+    pub async fn update(
+        &self,
+        rtype: &str,
+        id: &str,
+        value: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        check_body_id(&value, Some(id))?;
+        resource::validate(rtype, &value)?;
+        self.retry(|| self.try_update(rtype, id, &value, if_match)).await
+    }
+
+    async fn try_update(
+        &self,
+        rtype: &str,
+        id: &str,
+        value: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let mut tx = self.store.begin().await?;
+        let current = tx.current(rtype, id).await?;
+        check_if_match(current.as_ref(), if_match)?;
+        let written = self.write_version(&mut tx, rtype, id, current, value.clone(), "PUT").await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// PUT `Type?criteria`: update the single match, create when there is none.
+    pub async fn conditional_update(
+        &self,
+        rtype: &str,
+        condition: &str,
+        value: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        resource::validate(rtype, &value)?;
+        self.retry(|| self.try_conditional_update(rtype, condition, &value, if_match)).await
+    }
+
+    async fn try_conditional_update(
+        &self,
+        rtype: &str,
+        condition: &str,
+        value: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let body_id = value.get("id").and_then(Value::as_str).map(str::to_string);
+        let mut tx = self.store.begin().await?;
+        let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+        let id = match found.as_slice() {
+            [] => body_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            [(_, id)] => {
+                check_body_id(value, Some(id))?;
+                id.clone()
+            }
+            _ => return Err(multiple_matches(rtype, condition)),
+        };
+        let current = tx.current(rtype, &id).await?;
+        check_if_match(current.as_ref(), if_match)?;
+        let written = self.write_version(&mut tx, rtype, &id, current, value.clone(), "PUT").await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// PATCH with a JSON Patch document; the result is validated like any update.
+    pub async fn patch(
+        &self,
+        rtype: &str,
+        id: &str,
+        patch: &json_patch::Patch,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        self.retry(|| self.try_patch(rtype, id, patch, if_match)).await
+    }
+
+    async fn try_patch(
+        &self,
+        rtype: &str,
+        id: &str,
+        patch: &json_patch::Patch,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let mut tx = self.store.begin().await?;
+        let current = tx.current(rtype, id).await?;
+        let Some(cur) = current.filter(|c| !c.deleted) else {
+            return Err(match current {
+                Some(_) => Error::Gone(format!("{rtype}/{id} is deleted")),
+                None => Error::NotFound(format!("{rtype}/{id} is not known")),
+            });
+        };
+        check_if_match(Some(&cur), if_match)?;
+        let mut value = resource::parse_json(&tx.body(cur.rkey).await?)?;
+        json_patch::patch(&mut value, patch).map_err(|e| {
+            Error::invalid(IssueCode::Processing, format!("the JSON Patch cannot be applied: {e}"))
+        })?;
+        check_body_id(&value, Some(id))?;
+        resource::validate(rtype, &value)?;
+        let version = self.put(&mut tx, rtype, id, Some(cur), value, "PATCH").await?;
+        tx.commit().await?;
+        Ok(Written { version, created: false, existing: false })
+    }
+
+    /// DELETE `Type/id`: a logical delete recorded as a new version. Deleting what is already
+    /// gone or never existed succeeds without writing anything.
+    pub async fn delete(&self, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Deleted> {
+        self.retry(|| self.try_delete(rtype, id, if_match)).await
+    }
+
+    async fn try_delete(&self, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Deleted> {
+        let mut tx = self.store.begin().await?;
+        let current = tx.current(rtype, id).await?;
+        if if_match.is_some() {
+            check_if_match(current.as_ref(), if_match)?;
+        }
+        let deleted = match current {
+            Some(cur) if !cur.deleted => Some(self.tombstone(&mut tx, rtype, id, cur).await?),
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok(Deleted { version: deleted })
+    }
+
+    /// DELETE `Type?criteria`: deletes the single match; several matches are refused (412).
+    pub async fn conditional_delete(&self, rtype: &str, condition: &str) -> Result<Deleted> {
+        self.retry(|| self.try_conditional_delete(rtype, condition)).await
+    }
+
+    async fn try_conditional_delete(&self, rtype: &str, condition: &str) -> Result<Deleted> {
+        let mut tx = self.store.begin().await?;
+        let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+        let version = match found.as_slice() {
+            [] => None,
+            [(_, id)] => match tx.current(rtype, id).await? {
+                Some(cur) if !cur.deleted => Some(self.tombstone(&mut tx, rtype, id, cur).await?),
+                _ => None,
+            },
+            _ => return Err(multiple_matches(rtype, condition)),
+        };
+        tx.commit().await?;
+        Ok(Deleted { version })
+    }
+
+    async fn write_version(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        id: &str,
+        current: Option<Current>,
+        value: Value,
+        method: &str,
+    ) -> Result<Written> {
+        // Updating a deleted resource brings it back, as a create would.
+        let created = current.is_none_or(|c| c.deleted);
+        let version = self.put(tx, rtype, id, current, value, method).await?;
+        Ok(Written { version, created, existing: false })
+    }
+
+    /// Writes the next version: current row, history row and index rows.
+    async fn put(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        id: &str,
+        current: Option<Current>,
+        value: Value,
+        method: &str,
+    ) -> Result<Version> {
+        let version = current.map_or(1, |c| c.version + 1);
+        // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
+        let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
+        let stamped = resource::stamp(value, id, version, now);
+        let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
+        let tokens = search::index::tokens(Registry::global(), rtype, &stamped);
+        let rkey = match current {
+            Some(c) => {
+                tx.update(c.rkey, version, now, false, &body).await?;
+                c.rkey
+            }
+            None => tx.insert(rtype, id, now, &body).await?,
+        };
+        tx.history(rkey, rtype, id, version, now, method, &body).await?;
+        tx.set_tokens(&self.store, rtype, rkey, &tokens).await?;
+        Ok(Version {
+            rtype: rtype.into(),
+            id: id.into(),
+            version,
+            last_updated: now,
+            deleted: false,
+            method: method.into(),
+            body,
+        })
+    }
+
+    async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
+        let version = cur.version + 1;
+        let now = instant::now_ms().max(cur.last_updated);
+        tx.update(cur.rkey, version, now, true, b"").await?;
+        tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;
+        tx.set_tokens(&self.store, rtype, cur.rkey, &[]).await?;
+        Ok(version)
+    }
+
+    /// Resolves the criteria of a conditional interaction inside the write transaction, holding
+    /// a lock on the condition so two writers cannot both see "no match" and both create.
+    async fn find_for_condition(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        condition: &str,
+    ) -> Result<Vec<(i64, String)>> {
+        let query = SearchQuery::parse(condition)?;
+        if query.criteria.is_empty() {
+            return Err(Error::invalid(
+                IssueCode::Invalid,
+                format!("the conditional request on {rtype} has no search criteria"),
+            ));
+        }
+        let plan = search::plan(&self.store, rtype, &query.criteria, Handling::Strict)?;
+        tx.lock(lock_key(&[rtype, condition])).await?;
+        tx.matching(rtype, &plan.filter, 2).await
+    }
+}
+
+fn multiple_matches(rtype: &str, condition: &str) -> Error {
+    Error::PreconditionFailed(format!("the condition '{condition}' matches more than one {rtype}"))
+}
+
+fn check_if_match(current: Option<&Current>, if_match: Option<i64>) -> Result<()> {
+    let Some(expected) = if_match else { return Ok(()) };
+    match current {
+        Some(c) if !c.deleted && c.version == expected => Ok(()),
+        Some(c) if !c.deleted => Err(Error::PreconditionFailed(format!(
+            "If-Match expected version {expected}, but the current version is {}",
+            c.version
+        ))),
+        _ => Err(Error::PreconditionFailed(format!(
+            "If-Match expected version {expected}, but the resource does not exist"
+        ))),
+    }
+}
+
+/// On update the body's id must be present and equal the URL's (http.html#update).
+fn check_body_id(value: &Value, url_id: Option<&str>) -> Result<()> {
+    let body_id = value.get("id").and_then(Value::as_str);
+    match (body_id, url_id) {
+        (None, Some(_)) => Err(Error::invalid_at(
+            IssueCode::Required,
+            "the resource has no id; an update needs the id of the URL",
+            "id",
+        )),
+        (Some(b), Some(u)) if b != u => Err(Error::invalid_at(
+            IssueCode::Invalid,
+            format!("the resource id '{b}' does not match the id '{u}' of the URL"),
+            "id",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,13 @@
+//! Hearth: a FHIR R4 (4.0.1) server. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod resource;
+pub mod search;
+pub mod server;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,125 @@
+//! The `hearth` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hearth::config::{AuthMode, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Hearth: a FHIR R4 server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR REST API (the default command).
+    Serve(ServeArgs),
+    /// Serve with the demo data set loaded (same as `serve --demo`).
+    Demo(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(ServeArgs),
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// Configuration file (TOML); `hearth.toml` in the working directory is read if present.
+    #[arg(long, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT.
+    #[arg(long, env = "HEARTH_LISTEN")]
+    listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "HEARTH_DATABASE")]
+    database: Option<String>,
+    /// Public base URL of the FHIR endpoint, for absolute links behind a proxy.
+    #[arg(long, env = "HEARTH_BASE_URL")]
+    base_url: Option<String>,
+    /// Authorization mode.
+    #[arg(long, env = "HEARTH_AUTH", value_enum)]
+    auth: Option<AuthMode>,
+    /// Largest request body accepted, in bytes (default 16 MiB).
+    #[arg(long, env = "HEARTH_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Largest _count honoured (default 1000).
+    #[arg(long, env = "HEARTH_MAX_COUNT")]
+    max_count: Option<usize>,
+    /// Load the demo data set when the database has no patients.
+    #[arg(long)]
+    demo: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("hearth.toml"), false),
+        };
+        let mut c = Config::load(&path, required)?;
+        if let Some(v) = &self.listen {
+            c.listen = v.clone();
+        }
+        if let Some(v) = &self.database {
+            c.database = v.clone();
+        }
+        if let Some(v) = &self.base_url {
+            c.base_url = Some(v.clone());
+        }
+        if let Some(v) = self.auth {
+            c.auth = v;
+        }
+        if let Some(v) = self.max_body_bytes {
+            c.max_body_bytes = v;
+        }
+        if let Some(v) = self.max_count {
+            c.max_count = v;
+        }
+        Ok(c)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(mut args) => {
+                args.demo = true;
+                serve(args).await
+            }
+            Command::Migrate(args) => {
+                let config = args.config()?;
+                hearth::store::Store::open(&config.database).await.context("migrating the database")?;
+                tracing::info!("database {} is up to date", config.database);
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let state =
+        hearth::server::state(&config).await.with_context(|| format!("opening {}", config.database))?;
+    if args.demo {
+        let n = hearth::demo::load_if_empty(&state.engine).await.context("loading the demo data")?;
+        tracing::info!("demo data: {n} resources loaded");
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find a random port.
+    println!("hearth listening on http://{addr}/fhir");
+    tracing::info!("serving FHIR R4 at http://{addr}/fhir on {}", config.database);
+    hearth::server::serve(state, listener, hearth::server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! R4 resources as JSON values: parsing, validation and the server-maintained metadata.
+//! Knows nothing of databases or HTTP.
+
+pub mod instant;
+pub mod model;
+pub mod required;
+pub mod schema;
+pub mod xml;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Issue, IssueCode, Result};
+
+pub use schema::{is_resource_type, resource_types};
+
+/// Parses a JSON resource body. serde_json bounds nesting at 128 levels.
+pub fn parse_json(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(
+            IssueCode::Structure,
+            format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+/// The `resourceType` of a parsed body, checked to be a known R4 type.
+pub fn resource_type(value: &Value) -> Result<&str> {
+    let Some(obj) = value.as_object() else {
+        return Err(Error::invalid(IssueCode::Structure, "a resource must be a JSON object"));
+    };
+    let Some(rtype) = obj.get("resourceType").and_then(Value::as_str) else {
+        return Err(Error::invalid(IssueCode::Required, "the resource has no resourceType"));
+    };
+    if !is_resource_type(rtype) {
+        return Err(Error::invalid_at(
+            IssueCode::NotSupported,
+            format!("unknown resourceType '{rtype}'"),
+            "resourceType",
+        ));
+    }
+    Ok(rtype)
+}
+
+/// Checks a resource about to be stored: its type is `expected`, it matches the official JSON
+/// schema, and every element with `min ≥ 1` in the StructureDefinitions is present.
+pub fn validate(expected: &str, value: &Value) -> Result<()> {
+    let rtype = resource_type(value)?;
+    if rtype != expected {
+        return Err(Error::invalid_at(
+            IssueCode::Invalid,
+            format!("resourceType '{rtype}' does not match the type '{expected}' of the URL"),
+            "resourceType",
+        ));
+    }
+    let mut issues = schema::validate(rtype, value);
+    issues.extend(
+        required::missing_required(value)
+            .into_iter()
+            .map(|m| Issue::new(IssueCode::Required, format!("{}: {}", m.path, m.message)).at(m.path)),
+    );
+    if issues.is_empty() { Ok(()) } else { Err(Error::Invalid(issues)) }
+}
+
+/// Whether `id` is a valid FHIR id: `[A-Za-z0-9\-\.]{1,64}`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Sets the id and the server-owned metadata (`versionId`, `lastUpdated`), keeping the client's
+/// other meta (tags, profiles, security, source), and puts `resourceType`, `id`, `meta` first.
+pub fn stamp(value: Value, id: &str, version: i64, last_updated_ms: i64) -> Value {
+    let Value::Object(mut obj) = value else { return value };
+    let rtype = obj.remove("resourceType").unwrap_or(Value::Null);
+    obj.remove("id");
+    let mut meta = match obj.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    meta.remove("versionId");
+    meta.remove("lastUpdated");
+    let mut new_meta = Map::with_capacity(meta.len() + 2);
+    new_meta.insert("versionId".into(), Value::String(version.to_string()));
+    new_meta.insert("lastUpdated".into(), Value::String(instant::format_ms(last_updated_ms)));
+    new_meta.extend(meta);
+    let mut out = Map::with_capacity(obj.len() + 3);
+    out.insert("resourceType".into(), rtype);
+    out.insert("id".into(), Value::String(id.to_string()));
+    out.insert("meta".into(), Value::Object(new_meta));
+    out.extend(obj);
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamps_meta_first() {
+        let v = json!({"gender": "male", "meta": {"tag": [{"code": "x"}], "versionId": "9"}, "resourceType": "Patient", "id": "old"});
+        let s = serde_json::to_string(&stamp(v, "p1", 2, 0)).unwrap();
+        assert_eq!(
+            s,
+            r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","tag":[{"code":"x"}]},"gender":"male"}"#
+        );
+    }
+
+    #[test]
+    fn validation_reports_paths() {
+        let err = validate("Patient", &json!({"resourceType": "Observation"})).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(validate("Patient", &json!({"resourceType": "Patient", "gender": "male"})).is_ok());
+        let Error::Invalid(issues) =
+            validate("Observation", &json!({"resourceType": "Observation"})).unwrap_err()
+        else {
+            panic!()
+        };
+        let paths: Vec<_> = issues.iter().filter_map(|i| i.expression.as_deref()).collect();
+        assert!(paths.contains(&"Observation.status") && paths.contains(&"Observation.code"), "{paths:?}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Search: the SearchParameter registry, index extraction, query parsing and planning.
+
+pub mod index;
+pub mod plan;
+pub mod query;
+pub mod registry;
+
+pub use plan::{Handling, Plan, plan};
+pub use query::{Criterion, SearchQuery};
+pub use registry::{ParamType, Registry, SearchParam};
+
+/// Every (type, code) pair the index writes, for registering parameter ids with the store.
+pub fn indexed_params<'a>(types: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    let registry = Registry::global();
+    types
+        .flat_map(|t| {
+            registry
+                .for_type(t)
+                .into_iter()
+                .filter(|p| p.indexed() && p.code != "_id")
+                .map(move |p| (t.to_string(), p.code.clone()))
+        })
+        .collect()
+}

@@ -1,0 +1,70 @@
+//! Running the HTTP server: state, listener, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::engine::{Engine, Limits};
+use crate::error::Result;
+
+/// Opens the database (migrating it) and prepares everything the handlers share.
+pub async fn state(config: &Config) -> Result<Arc<AppState>> {
+    let limits = Limits { default_count: config.default_count, max_count: config.max_count };
+    let engine = Engine::open(&config.database, limits).await?;
+    // Compiling schema validators takes a moment: do it in the background, not in the first
+    // client's request.
+    tokio::task::spawn_blocking(crate::resource::schema::warm_up);
+    Ok(Arc::new(AppState {
+        engine,
+        base_url: config.base_url.clone(),
+        max_body_bytes: config.max_body_bytes,
+    }))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
+/// database, so nothing is left half-written.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = api::router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| crate::Error::Internal(format!("server error: {e}")))?;
+    state.engine.store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

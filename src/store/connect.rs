@@ -1,0 +1,68 @@
+//! Opening a database and bringing its schema up to date.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::Backend;
+use crate::error::{Error, Result};
+
+/// Migrations are compiled in so the binary is self-contained; each list mirrors its folder.
+fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, (*name).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+pub(super) async fn open(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        open_sqlite(url).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        open_postgres(url).await
+    } else {
+        Err(Error::Internal(format!("unsupported database URL '{url}': use sqlite://PATH or postgres://…")))
+    }
+}
+
+async fn open_sqlite(url: &str) -> Result<Backend> {
+    // FULL keeps every acknowledged write across a power loss; WAL keeps readers off the writer.
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-32768");
+    let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    migrator(SQLITE_MIGRATIONS).run(&writer).await?;
+    let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32 * 2;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(readers.max(2))
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Backend::Sqlite { writer, reader })
+}
+
+async fn open_postgres(url: &str) -> Result<Backend> {
+    let pool = PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    // The migrator takes an advisory lock, so several nodes may start at once.
+    migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
+    Ok(Backend::Postgres(pool))
+}

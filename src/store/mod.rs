@@ -1,0 +1,195 @@
+//! Storage: the current/history/index tables on SQLite or PostgreSQL.
+//!
+//! Both backends run the same SQL text (SQLite accepts `$N` placeholders), so each statement is
+//! written once and the [`on_backend!`] macro instantiates it for the backend's concrete sqlx
+//! types. Only the DDL in `migrations/` differs. The store knows nothing of HTTP or FHIR rules:
+//! the engine decides what to write, the store writes it atomically.
+
+mod connect;
+mod query;
+mod tx;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use sqlx::{PgPool, SqlitePool};
+
+pub use query::{HistoryQuery, HistoryScope};
+pub use tx::Tx;
+
+use crate::error::{Error, Result};
+
+/// A bound value for a dynamically built statement (search).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A WHERE fragment over `resource r` produced by the search planner, with `$N` placeholders
+/// numbered from 1 in the order of `binds`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+/// One token index row before its parameter is mapped to a small id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenRow {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// The state of a resource's current row, as the write path needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Current {
+    pub rkey: i64,
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+}
+
+/// One stored version, with the exact bytes to serve.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub rtype: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: String,
+    pub body: Vec<u8>,
+}
+
+/// One search hit: the current version of a matching resource.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub rkey: i64,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) enum Backend {
+    /// SQLite allows one writer at a time: a dedicated single-connection pool serializes writes
+    /// in-process instead of retrying on SQLITE_BUSY; reads use their own pool (WAL).
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+pub struct Store {
+    pub(crate) backend: Backend,
+    params: RwLock<HashMap<(String, String), i32>>,
+}
+
+/// Runs the same statement-building expression against whichever backend is in use.
+/// `$pool` is bound to the read pool (SQLite) or the pool (PostgreSQL).
+macro_rules! on_backend {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { reader: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+impl Store {
+    /// Connects to `sqlite://PATH` or `postgres://…`, creating the SQLite file if needed, and
+    /// applies the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let backend = connect::open(url).await?;
+        let store = Store { backend, params: RwLock::new(HashMap::new()) };
+        store.load_params().await?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        on_backend!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    /// Begins the one write transaction of an interaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.backend {
+            Backend::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// The small id of a search parameter, if it was registered.
+    pub fn param_id(&self, rtype: &str, code: &str) -> Option<i32> {
+        let params = self.params.read().unwrap_or_else(|e| e.into_inner());
+        params.get(&(rtype.to_string(), code.to_string())).copied()
+    }
+
+    /// Makes sure every (type, code) has a parameter id. Safe to run on several nodes at once.
+    pub async fn register_params(&self, params: &[(String, String)]) -> Result<()> {
+        let missing: Vec<&(String, String)> =
+            params.iter().filter(|(t, c)| self.param_id(t, c).is_none()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let sql = "INSERT INTO search_param (rtype, code) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut tx = writer.begin().await?;
+                for (t, c) in &missing {
+                    sqlx::query(sql).bind(t).bind(c).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for (t, c) in &missing {
+                    sqlx::query(sql).bind(t).bind(c).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        self.load_params().await
+    }
+
+    async fn load_params(&self) -> Result<()> {
+        let rows: Vec<(i32, String, String)> = on_backend!(self, pool => {
+            sqlx::query_as("SELECT pid, rtype, code FROM search_param").fetch_all(pool).await?
+        });
+        let mut params = self.params.write().unwrap_or_else(|e| e.into_inner());
+        for (pid, rtype, code) in rows {
+            params.insert((rtype, code), pid);
+        }
+        Ok(())
+    }
+}
+
+/// True for errors that mean "another writer got there first": the engine retries those.
+pub fn is_write_conflict(err: &Error) -> bool {
+    let Error::Store(sqlx::Error::Database(db)) = err else { return false };
+    db.is_unique_violation() || matches!(db.code().as_deref(), Some("40001") | Some("40P01"))
+}

@@ -1,0 +1,154 @@
+//! Reads: current versions, old versions, history and search pages. Reads never block writers.
+
+use sqlx::AssertSqlSafe;
+
+use super::tx::bind_all;
+use super::{Bind, Filter, Hit, Store, Version, on_backend};
+use crate::error::Result;
+
+type VersionRow = (String, String, i64, i64, bool, String, Vec<u8>);
+
+fn version(row: VersionRow) -> Version {
+    let (rtype, id, version, last_updated, deleted, method, body) = row;
+    Version { rtype, id, version, last_updated, deleted, method, body }
+}
+
+/// Which history a `_history` interaction lists.
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    Instance { rtype: String, id: String },
+    Type(String),
+    System,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions written at or after this instant (ms).
+    pub since: Option<i64>,
+    /// Only the version of each resource that was current at this instant (ms).
+    pub at: Option<i64>,
+    /// Keyset cursor: only versions written before this history key.
+    pub before: Option<i64>,
+    pub count: i64,
+}
+
+impl Store {
+    /// The current row of a resource, deleted or not.
+    pub async fn read(&self, rtype: &str, id: &str) -> Result<Option<Version>> {
+        let sql = "SELECT rtype, id, version, last_updated, deleted, 'GET', body FROM resource \
+                   WHERE rtype = $1 AND id = $2";
+        let row: Option<VersionRow> = on_backend!(self, pool => sqlx::query_as(sql)
+            .bind(rtype).bind(id).fetch_optional(pool).await?);
+        Ok(row.map(version))
+    }
+
+    pub async fn vread(&self, rtype: &str, id: &str, ver: i64) -> Result<Option<Version>> {
+        let sql = "SELECT rtype, id, version, last_updated, method = 'DELETE', method, body \
+                   FROM resource_history WHERE rtype = $1 AND id = $2 AND version = $3";
+        let row: Option<VersionRow> = on_backend!(self, pool => sqlx::query_as(sql)
+            .bind(rtype).bind(id).bind(ver).fetch_optional(pool).await?);
+        Ok(row.map(version))
+    }
+
+    /// One page of history, newest first, with each entry's history key for the next cursor.
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<(i64, Version)>> {
+        let (mut conds, mut binds) = history_scope(&q.scope);
+        if let Some(since) = q.since {
+            binds.push(Bind::Int(since));
+            conds.push(format!("h.last_updated >= ${}", binds.len()));
+        }
+        if let Some(at) = q.at {
+            binds.push(Bind::Int(at));
+            let n = binds.len();
+            conds.push(format!(
+                "h.hkey IN (SELECT MAX(hkey) FROM resource_history WHERE last_updated <= ${n} GROUP BY rkey)"
+            ));
+        }
+        if let Some(before) = q.before {
+            binds.push(Bind::Int(before));
+            conds.push(format!("h.hkey < ${}", binds.len()));
+        }
+        binds.push(Bind::Int(q.count));
+        let sql = format!(
+            "SELECT h.hkey, h.rtype, h.id, h.version, h.last_updated, h.method = 'DELETE', h.method, h.body \
+             FROM resource_history h WHERE {} ORDER BY h.hkey DESC LIMIT ${}",
+            conds.join(" AND "),
+            binds.len()
+        );
+        type Row = (i64, String, String, i64, i64, bool, String, Vec<u8>);
+        let rows: Vec<Row> = on_backend!(self, pool =>
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter()).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(hkey, rtype, id, ver, lu, deleted, method, body)| {
+                (hkey, version((rtype, id, ver, lu, deleted, method, body)))
+            })
+            .collect())
+    }
+
+    /// Number of versions in an instance's history (the only history total that is cheap).
+    pub async fn history_count(&self, rtype: &str, id: &str) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM resource_history WHERE rtype = $1 AND id = $2";
+        let n: (i64,) =
+            on_backend!(self, pool => sqlx::query_as(sql).bind(rtype).bind(id).fetch_one(pool).await?);
+        Ok(n.0)
+    }
+
+    /// One page of live resources of `rtype` matching `filter`, in key order after `after`.
+    pub async fn search(
+        &self,
+        rtype: &str,
+        filter: &Filter,
+        after: Option<i64>,
+        count: i64,
+    ) -> Result<Vec<Hit>> {
+        let mut binds = filter.binds.clone();
+        binds.push(Bind::Text(rtype.to_string()));
+        let mut sql = format!(
+            "SELECT r.rkey, r.rtype, r.id, r.version, r.last_updated, r.deleted, 'GET', r.body \
+             FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted",
+            filter.sql,
+            binds.len()
+        );
+        if let Some(after) = after {
+            binds.push(Bind::Int(after));
+            sql.push_str(&format!(" AND r.rkey > ${}", binds.len()));
+        }
+        binds.push(Bind::Int(count));
+        sql.push_str(&format!(" ORDER BY r.rkey LIMIT ${}", binds.len()));
+        type Row = (i64, String, String, i64, i64, bool, String, Vec<u8>);
+        let rows: Vec<Row> = on_backend!(self, pool =>
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter()).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(rkey, rtype, id, ver, lu, deleted, method, body)| Hit {
+                rkey,
+                version: version((rtype, id, ver, lu, deleted, method, body)),
+            })
+            .collect())
+    }
+
+    pub async fn count(&self, rtype: &str, filter: &Filter) -> Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted",
+            filter.sql,
+            filter.binds.len() + 1
+        );
+        let n: (i64,) = on_backend!(self, pool =>
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
+                .bind(rtype).fetch_one(pool).await?);
+        Ok(n.0)
+    }
+}
+
+fn history_scope(scope: &HistoryScope) -> (Vec<String>, Vec<Bind>) {
+    match scope {
+        HistoryScope::Instance { rtype, id } => (
+            vec!["h.rtype = $1".into(), "h.id = $2".into()],
+            vec![Bind::Text(rtype.clone()), Bind::Text(id.clone())],
+        ),
+        HistoryScope::Type(rtype) => (vec!["h.rtype = $1".into()], vec![Bind::Text(rtype.clone())]),
+        HistoryScope::System => (vec!["1 = 1".into()], vec![]),
+    }
+}

@@ -1,0 +1,193 @@
+//! The write transaction: everything one interaction changes commits or rolls back together.
+
+use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
+
+use super::{Bind, Current, Filter, Store, TokenRow};
+use crate::error::{Error, Result};
+
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            Tx::Sqlite($c) => $body,
+            Tx::Postgres($c) => $body,
+        }
+    };
+}
+
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
+
+type CurrentRow = (i64, i64, i64, bool);
+
+/// Index rows per INSERT statement: keeps the statement well under SQLite's bind limit.
+const INDEX_CHUNK: usize = 200;
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        on_tx!(self, tx => tx.commit().await?);
+        Ok(())
+    }
+
+    /// Serializes writers that decide on the same condition (conditional create/update/delete)
+    /// across nodes. SQLite has a single writer already.
+    pub async fn lock(&mut self, key: i64) -> Result<()> {
+        if let Tx::Postgres(tx) = self {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The current row, locked against concurrent writers until commit.
+    pub async fn current(&mut self, rtype: &str, id: &str) -> Result<Option<Current>> {
+        let row: Option<CurrentRow> =
+            match self {
+                Tx::Sqlite(tx) => sqlx::query_as(
+                    "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2",
+                )
+                .bind(rtype)
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?,
+                Tx::Postgres(tx) => {
+                    sqlx::query_as(
+                        "SELECT rkey, version, last_updated, deleted FROM resource \
+                     WHERE rtype = $1 AND id = $2 FOR UPDATE",
+                    )
+                    .bind(rtype)
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                }
+            };
+        Ok(row.map(|(rkey, version, last_updated, deleted)| Current { rkey, version, last_updated, deleted }))
+    }
+
+    /// The stored bytes of the current row (for PATCH, which edits what is there).
+    pub async fn body(&mut self, rkey: i64) -> Result<Vec<u8>> {
+        let sql = "SELECT body FROM resource WHERE rkey = $1";
+        let row: (Vec<u8>,) = on_tx!(self, tx => sqlx::query_as(sql).bind(rkey).fetch_one(&mut **tx).await?);
+        Ok(row.0)
+    }
+
+    /// Inserts a new current row; a concurrent insert of the same id fails with a unique
+    /// violation, which the engine retries as an update.
+    pub async fn insert(&mut self, rtype: &str, id: &str, last_updated: i64, body: &[u8]) -> Result<i64> {
+        let sql = "INSERT INTO resource (rtype, id, version, last_updated, deleted, body) \
+                   VALUES ($1, $2, 1, $3, FALSE, $4) RETURNING rkey";
+        let rkey: (i64,) = on_tx!(self, tx => sqlx::query_as(sql)
+            .bind(rtype).bind(id).bind(last_updated).bind(body)
+            .fetch_one(&mut **tx).await?);
+        Ok(rkey.0)
+    }
+
+    pub async fn update(
+        &mut self,
+        rkey: i64,
+        version: i64,
+        last_updated: i64,
+        deleted: bool,
+        body: &[u8],
+    ) -> Result<()> {
+        let sql =
+            "UPDATE resource SET version = $2, last_updated = $3, deleted = $4, body = $5 WHERE rkey = $1";
+        on_tx!(self, tx => {
+            sqlx::query(sql)
+                .bind(rkey).bind(version).bind(last_updated).bind(deleted).bind(body)
+                .execute(&mut **tx).await?;
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn history(
+        &mut self,
+        rkey: i64,
+        rtype: &str,
+        id: &str,
+        version: i64,
+        last_updated: i64,
+        method: &str,
+        body: &[u8],
+    ) -> Result<()> {
+        let sql = "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        on_tx!(self, tx => {
+            sqlx::query(sql)
+                .bind(rkey).bind(rtype).bind(id).bind(version).bind(last_updated).bind(method).bind(body)
+                .execute(&mut **tx).await?;
+        });
+        Ok(())
+    }
+
+    /// Replaces the resource's token index rows.
+    pub async fn set_tokens(
+        &mut self,
+        store: &Store,
+        rtype: &str,
+        rkey: i64,
+        rows: &[TokenRow],
+    ) -> Result<()> {
+        on_tx!(self, tx => {
+            sqlx::query("DELETE FROM idx_token WHERE rkey = $1").bind(rkey).execute(&mut **tx).await?;
+        });
+        let mut binds = Vec::with_capacity(rows.len() * 4);
+        for row in rows {
+            let pid = store.param_id(rtype, &row.param).ok_or_else(|| {
+                Error::Internal(format!("search parameter {rtype}.{} is not registered", row.param))
+            })?;
+            binds.push(vec![
+                Bind::Int(rkey),
+                Bind::Int(pid.into()),
+                row.system.clone().map_or(Bind::Text(String::new()), Bind::Text),
+                Bind::Text(row.code.clone()),
+            ]);
+        }
+        for chunk in binds.chunks(INDEX_CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 4;
+                    format!("(${}, ${}, NULLIF(${}, ''), ${})", n + 1, n + 2, n + 3, n + 4)
+                })
+                .collect();
+            let sql = format!("INSERT INTO idx_token (rkey, pid, system, code) VALUES {}", values.join(", "));
+            let flat: Vec<&Bind> = chunk.iter().flatten().collect();
+            on_tx!(self, tx => {
+                bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), flat.iter().copied())
+                    .execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Ids of the live resources of `rtype` matching `filter`, at most `limit` of them: what a
+    /// conditional interaction needs to decide between its 0/1/many outcomes.
+    pub async fn matching(&mut self, rtype: &str, filter: &Filter, limit: i64) -> Result<Vec<(i64, String)>> {
+        let n = filter.binds.len();
+        let sql = format!(
+            "SELECT r.rkey, r.id FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted \
+             ORDER BY r.rkey LIMIT ${}",
+            filter.sql,
+            n + 1,
+            n + 2
+        );
+        let rows: Vec<(i64, String)> = on_tx!(self, tx => bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
+            .bind(rtype).bind(limit).fetch_all(&mut **tx).await?);
+        Ok(rows)
+    }
+}
