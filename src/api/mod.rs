@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/fhir/", post(rest::system_post))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .with_state(state)

@@ -105,7 +105,10 @@ impl Engine {
         let id = match found.as_slice() {
             [] => body_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             [(_, id)] => {
-                check_body_id(value, Some(id))?;
+                // The body may omit the id; if it has one, it must be the match's.
+                if body_id.is_some() {
+                    check_body_id(value, Some(id))?;
+                }
                 id.clone()
             }
             _ => return Err(multiple_matches(rtype, condition)),

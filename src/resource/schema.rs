@@ -61,10 +61,29 @@ static SCHEMA_DOC: LazyLock<Schema> = LazyLock::new(|| {
     types.sort();
     doc.remove("oneOf");
     doc.remove("discriminator");
+    add_fhir_version(&mut doc);
     Schema { definitions: doc, types }
 });
 
 static VALIDATORS: LazyLock<RwLock<HashMap<String, Arc<Validator>>>> = LazyLock::new(Default::default);
+
+/// The published R4 schema predates the 4.0.1 technical correction: its FHIRVersion enums stop
+/// at 4.0.0, so it would refuse every CapabilityStatement of an R4 server, ours included.
+fn add_fhir_version(value: &mut Map<String, Value>) {
+    for (key, v) in value.iter_mut() {
+        match v {
+            Value::Array(items)
+                if key == "enum"
+                    && items.iter().any(|i| i == "4.0.0")
+                    && !items.iter().any(|i| i == "4.0.1") =>
+            {
+                items.push(Value::String("4.0.1".into()));
+            }
+            Value::Object(m) => add_fhir_version(m),
+            _ => {}
+        }
+    }
+}
 
 fn validator(rtype: &str) -> Option<Arc<Validator>> {
     if let Some(v) = VALIDATORS.read().unwrap_or_else(|e| e.into_inner()).get(rtype) {

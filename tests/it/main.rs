@@ -1,1 +1,11 @@
+//! The one integration-test binary: black-box tests over HTTP against the real server, each
+//! storage test on SQLite and on PostgreSQL.
 
+mod support;
+
+mod concurrency;
+mod conditional;
+mod crud;
+mod errors;
+mod formats;
+mod history;
