@@ -22,6 +22,21 @@ enum Command {
     Demo(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ServeArgs),
+    /// Measure create/read/update throughput against same-run baselines (see benches/README.md).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds per measured series.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Databases to measure (repeatable). Default: a fresh SQLite file in a temp directory.
+    #[arg(long)]
+    database: Vec<String>,
 }
 
 #[derive(Args, Default)]
@@ -95,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                 args.demo = true;
                 serve(args).await
             }
+            Command::Bench(args) => bench(args).await,
             Command::Migrate(args) => {
                 let config = args.config()?;
                 hearth::store::Store::open(&config.database).await.context("migrating the database")?;
@@ -121,5 +137,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("hearth listening on http://{addr}/fhir");
     tracing::info!("serving FHIR R4 at http://{addr}/fhir on {}", config.database);
     hearth::server::serve(state, listener, hearth::server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let databases = if args.database.is_empty() {
+        vec![format!("sqlite://{}", dir.join("bench.db").display())]
+    } else {
+        args.database
+    };
+    let opts = hearth::bench::Options {
+        clients: args.clients,
+        duration: std::time::Duration::from_secs_f64(args.seconds),
+        databases,
+    };
+    println!("hearth bench: {} clients, {:.1} s per series, {} cores", opts.clients, args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let report = hearth::bench::run(&opts).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    report?.print();
     Ok(())
 }
