@@ -85,7 +85,11 @@ where
     }
     let elapsed = start.elapsed();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Ok(Series { ops: all.len(), elapsed, p50: pct(0.5), p99: pct(0.99) })
 }
 
@@ -156,7 +160,11 @@ pub async fn run(opts: &Options) -> Result<Report> {
     Ok(Report { rows })
 }
 
-async fn run_one(opts: &Options, name: &str, database: &str) -> Result<Vec<(String, &'static str, Series, Series)>> {
+async fn run_one(
+    opts: &Options,
+    name: &str,
+    database: &str,
+) -> Result<Vec<(String, &'static str, Series, Series)>> {
     let config = Config { database: database.into(), ..Config::default() };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
@@ -176,7 +184,13 @@ async fn run_one(opts: &Options, name: &str, database: &str) -> Result<Vec<(Stri
         let (c, b, n) = (c.clone(), b.clone(), n.clone());
         async move {
             let body = sample_patient(n.fetch_add(1, Ordering::Relaxed)).to_string();
-            let r = c.post(format!("{b}/Patient")).header("content-type", "application/fhir+json").body(body).send().await.map_err(http_err)?;
+            let r = c
+                .post(format!("{b}/Patient"))
+                .header("content-type", "application/fhir+json")
+                .body(body)
+                .send()
+                .await
+                .map_err(http_err)?;
             check(r.status(), 201, "create")
         }
     })
@@ -219,7 +233,13 @@ async fn run_one(opts: &Options, name: &str, database: &str) -> Result<Vec<(Stri
             let id = &i[w % i.len()];
             let mut p = sample_patient(n);
             p["id"] = json!(id);
-            let r = c.put(format!("{b}/Patient/{id}")).header("content-type", "application/fhir+json").body(p.to_string()).send().await.map_err(http_err)?;
+            let r = c
+                .put(format!("{b}/Patient/{id}"))
+                .header("content-type", "application/fhir+json")
+                .body(p.to_string())
+                .send()
+                .await
+                .map_err(http_err)?;
             check(r.status(), 200, "update")
         }
     })
@@ -236,7 +256,14 @@ async fn run_one(opts: &Options, name: &str, database: &str) -> Result<Vec<(Stri
 }
 
 async fn patient_ids(client: &reqwest::Client, base: &str, n: usize) -> Result<Vec<String>> {
-    let page: Value = client.get(format!("{base}/Patient?_count={n}")).send().await.map_err(http_err)?.json().await.map_err(http_err)?;
+    let page: Value = client
+        .get(format!("{base}/Patient?_count={n}"))
+        .send()
+        .await
+        .map_err(http_err)?
+        .json()
+        .await
+        .map_err(http_err)?;
     let ids: Vec<String> = page["entry"]
         .as_array()
         .map(|e| e.iter().filter_map(|e| e["resource"]["id"].as_str().map(str::to_string)).collect())
@@ -248,7 +275,13 @@ async fn patient_ids(client: &reqwest::Client, base: &str, n: usize) -> Result<V
 }
 
 /// Raw INSERTs (or UPDATEs of one row per client) of the same bytes, through the same pools.
-async fn raw_writes(backend: &Backend, clients: usize, duration: Duration, body: &[u8], update: bool) -> Result<Series> {
+async fn raw_writes(
+    backend: &Backend,
+    clients: usize,
+    duration: Duration,
+    body: &[u8],
+    update: bool,
+) -> Result<Series> {
     let ddl = "CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, body BYTEA NOT NULL)";
     let insert = "INSERT INTO bench_raw (id, body) VALUES ($1, $2)";
     let upsert = "INSERT INTO bench_raw (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = excluded.body";
@@ -263,7 +296,11 @@ async fn raw_writes(backend: &Backend, clients: usize, duration: Duration, body:
             drive(clients, duration, move |w, _| {
                 let (pool, body, seq) = (pool.clone(), body.clone(), seq.clone());
                 async move {
-                    let id = if update { format!("{tag}{w}") } else { format!("{tag}{}", seq.fetch_add(1, Ordering::Relaxed)) };
+                    let id = if update {
+                        format!("{tag}{w}")
+                    } else {
+                        format!("{tag}{}", seq.fetch_add(1, Ordering::Relaxed))
+                    };
                     sqlx::query(sql).bind(id).bind(body.as_slice()).execute(&pool).await?;
                     Ok(())
                 }

@@ -153,8 +153,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs_f64(args.seconds),
         databases,
     };
-    println!("hearth bench: {} clients, {:.1} s per series, {} cores", opts.clients, args.seconds,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "hearth bench: {} clients, {:.1} s per series, {} cores",
+        opts.clients,
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     let report = hearth::bench::run(&opts).await;
     let _ = std::fs::remove_dir_all(&dir);
     report?.print();

@@ -120,6 +120,14 @@ fn full_url(ctx: &Ctx, v: &Version) -> String {
 }
 
 pub fn searchset(ctx: &Ctx, rtype: &str, query: &str, result: SearchResult) -> Result<Response> {
+    // Links show the parameters that were applied, not the ones ignored (search.html#conformance).
+    let ignored: Vec<&str> = result.ignored.iter().filter_map(|i| i.expression.as_deref()).collect();
+    let applied = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !ignored.contains(&k.as_ref())),
+        )
+        .finish();
+    let query = applied.as_str();
     let cursor = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.into_owned());
@@ -161,7 +169,7 @@ pub fn history(ctx: &Ctx, path: &str, h: History) -> Result<Response> {
         let deleted = v.method == "DELETE";
         let (method, url, status) = match v.method.as_str() {
             "POST" => ("POST", v.rtype.clone(), "201 Created"),
-            "DELETE" => ("DELETE", format!("{}/{}", v.rtype, v.id), "204 No Content"),
+            "DELETE" => ("DELETE", format!("{}/{}", v.rtype, v.id), "200 OK"),
             m => (m, format!("{}/{}", v.rtype, v.id), if v.version == 1 { "201 Created" } else { "200 OK" }),
         };
         entry.push(Entry {

@@ -1,5 +1,7 @@
 //! The read path: read, vread, history and search.
 
+use std::sync::Arc;
+
 use super::Engine;
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::search::{self, Handling, SearchQuery};
@@ -31,7 +33,7 @@ impl Engine {
             Some(v) if v.deleted => {
                 Err(Error::Gone(format!("{rtype}/{id} was deleted (version {})", v.version)))
             }
-            Some(v) => Ok(v),
+            Some(v) => Ok(Arc::unwrap_or_clone(v)),
             None => Err(Error::NotFound(format!("{rtype}/{id} is not known"))),
         }
     }

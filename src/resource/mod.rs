@@ -72,14 +72,14 @@ pub fn valid_id(id: &str) -> bool {
 /// other meta (tags, profiles, security, source), and puts `resourceType`, `id`, `meta` first.
 pub fn stamp(value: Value, id: &str, version: i64, last_updated_ms: i64) -> Value {
     let Value::Object(mut obj) = value else { return value };
-    let rtype = obj.remove("resourceType").unwrap_or(Value::Null);
-    obj.remove("id");
-    let mut meta = match obj.remove("meta") {
+    let rtype = obj.shift_remove("resourceType").unwrap_or(Value::Null);
+    obj.shift_remove("id");
+    let mut meta = match obj.shift_remove("meta") {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    meta.remove("versionId");
-    meta.remove("lastUpdated");
+    meta.shift_remove("versionId");
+    meta.shift_remove("lastUpdated");
     let mut new_meta = Map::with_capacity(meta.len() + 2);
     new_meta.insert("versionId".into(), Value::String(version.to_string()));
     new_meta.insert("lastUpdated".into(), Value::String(instant::format_ms(last_updated_ms)));
@@ -99,11 +99,11 @@ mod tests {
 
     #[test]
     fn stamps_meta_first() {
-        let v = json!({"gender": "male", "meta": {"tag": [{"code": "x"}], "versionId": "9"}, "resourceType": "Patient", "id": "old"});
+        let v = json!({"gender": "male", "meta": {"tag": [{"code": "x"}], "versionId": "9"}, "resourceType": "Patient", "id": "old", "active": true, "birthDate": "2000"});
         let s = serde_json::to_string(&stamp(v, "p1", 2, 0)).unwrap();
         assert_eq!(
             s,
-            r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","tag":[{"code":"x"}]},"gender":"male"}"#
+            r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","tag":[{"code":"x"}]},"gender":"male","active":true,"birthDate":"2000"}"#
         );
     }
 

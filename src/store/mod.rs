@@ -5,6 +5,7 @@
 //! types. Only the DDL in `migrations/` differs. The store knows nothing of HTTP or FHIR rules:
 //! the engine decides what to write, the store writes it atomically.
 
+mod cache;
 mod connect;
 mod query;
 mod tx;
@@ -15,6 +16,7 @@ use std::sync::RwLock;
 use sqlx::{PgPool, SqlitePool};
 
 pub use query::{HistoryQuery, HistoryScope};
+use tx::Conn;
 pub use tx::Tx;
 
 use crate::error::{Error, Result};
@@ -88,6 +90,8 @@ pub(crate) enum Backend {
 
 pub struct Store {
     pub(crate) backend: Backend,
+    /// Current versions, for SQLite only (see `cache.rs`).
+    cache: Option<std::sync::Arc<cache::Cache>>,
     params: RwLock<HashMap<(String, String), i32>>,
 }
 
@@ -108,7 +112,8 @@ impl Store {
     /// applies the migrations.
     pub async fn open(url: &str) -> Result<Store> {
         let backend = connect::open(url).await?;
-        let store = Store { backend, params: RwLock::new(HashMap::new()) };
+        let cache = matches!(backend, Backend::Sqlite { .. }).then(Default::default);
+        let store = Store { backend, cache, params: RwLock::new(HashMap::new()) };
         store.load_params().await?;
         Ok(store)
     }
@@ -137,10 +142,11 @@ impl Store {
 
     /// Begins the one write transaction of an interaction.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match &self.backend {
-            Backend::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        let conn = match &self.backend {
+            Backend::Sqlite { writer, .. } => Conn::Sqlite(writer.begin().await?),
+            Backend::Postgres(pool) => Conn::Postgres(pool.begin().await?),
+        };
+        Ok(Tx { conn, cache: self.cache.clone(), written: Vec::new() })
     }
 
     /// The small id of a search parameter, if it was registered.

@@ -1,5 +1,7 @@
 //! Reads: current versions, old versions, history and search pages. Reads never block writers.
 
+use std::sync::Arc;
+
 use sqlx::AssertSqlSafe;
 
 use super::tx::bind_all;
@@ -35,12 +37,19 @@ pub struct HistoryQuery {
 
 impl Store {
     /// The current row of a resource, deleted or not.
-    pub async fn read(&self, rtype: &str, id: &str) -> Result<Option<Version>> {
+    pub async fn read(&self, rtype: &str, id: &str) -> Result<Option<Arc<Version>>> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(rtype, id)) {
+            return Ok(Some(hit));
+        }
         let sql = "SELECT rtype, id, version, last_updated, deleted, 'GET', body FROM resource \
                    WHERE rtype = $1 AND id = $2";
         let row: Option<VersionRow> = on_backend!(self, pool => sqlx::query_as(sql)
             .bind(rtype).bind(id).fetch_optional(pool).await?);
-        Ok(row.map(version))
+        let found = row.map(|r| Arc::new(version(r)));
+        if let (Some(cache), Some(v)) = (&self.cache, &found) {
+            cache.put(v.clone());
+        }
+        Ok(found)
     }
 
     pub async fn vread(&self, rtype: &str, id: &str, ver: i64) -> Result<Option<Version>> {

@@ -2,19 +2,29 @@
 
 use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
 
-use super::{Bind, Current, Filter, Store, TokenRow};
+use std::sync::Arc;
+
+use super::cache::Cache;
+use super::{Bind, Current, Filter, Store, TokenRow, Version};
 use crate::error::{Error, Result};
 
-pub enum Tx {
+pub enum Conn {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
 
+/// One write transaction, and what it wrote (published to the read cache on commit).
+pub struct Tx {
+    pub(super) conn: Conn,
+    pub(super) cache: Option<Arc<Cache>>,
+    pub(super) written: Vec<Version>,
+}
+
 macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            Tx::Sqlite($c) => $body,
-            Tx::Postgres($c) => $body,
+        match &mut $tx.conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
         }
     };
 }
@@ -40,14 +50,22 @@ const INDEX_CHUNK: usize = 200;
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        on_tx!(self, tx => tx.commit().await?);
+        match self.conn {
+            Conn::Sqlite(tx) => tx.commit().await?,
+            Conn::Postgres(tx) => tx.commit().await?,
+        }
+        if let Some(cache) = &self.cache {
+            for v in self.written {
+                cache.put(Arc::new(v));
+            }
+        }
         Ok(())
     }
 
     /// Serializes writers that decide on the same condition (conditional create/update/delete)
     /// across nodes. SQLite has a single writer already.
     pub async fn lock(&mut self, key: i64) -> Result<()> {
-        if let Tx::Postgres(tx) = self {
+        if let Conn::Postgres(tx) = &mut self.conn {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut **tx).await?;
         }
         Ok(())
@@ -56,15 +74,15 @@ impl Tx {
     /// The current row, locked against concurrent writers until commit.
     pub async fn current(&mut self, rtype: &str, id: &str) -> Result<Option<Current>> {
         let row: Option<CurrentRow> =
-            match self {
-                Tx::Sqlite(tx) => sqlx::query_as(
+            match &mut self.conn {
+                Conn::Sqlite(tx) => sqlx::query_as(
                     "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2",
                 )
                 .bind(rtype)
                 .bind(id)
                 .fetch_optional(&mut **tx)
                 .await?,
-                Tx::Postgres(tx) => {
+                Conn::Postgres(tx) => {
                     sqlx::query_as(
                         "SELECT rkey, version, last_updated, deleted FROM resource \
                      WHERE rtype = $1 AND id = $2 FOR UPDATE",
@@ -132,6 +150,19 @@ impl Tx {
                 .bind(rkey).bind(rtype).bind(id).bind(version).bind(last_updated).bind(method).bind(body)
                 .execute(&mut **tx).await?;
         });
+        // Every write records history, so this is where the transaction learns what it wrote.
+        if self.cache.is_some() {
+            let deleted = method == "DELETE";
+            self.written.push(Version {
+                rtype: rtype.into(),
+                id: id.into(),
+                version,
+                last_updated,
+                deleted,
+                method: "GET".into(),
+                body: body.to_vec(),
+            });
+        }
         Ok(())
     }
 

@@ -156,6 +156,12 @@ both!(minimal_search, |srv| {
 
     // unknown parameters: ignored with a warning outcome (lenient) or refused (strict)
     let lenient = json(srv.get("Patient?identifier=S-1&bogus=1").await).await;
+    let self_link = lenient["link"].as_array().unwrap().iter().find(|l| l["relation"] == "self").unwrap();
+    assert_eq!(
+        self_link["url"],
+        format!("{}/Patient?identifier=S-1", srv.base),
+        "ignored parameters are not in self"
+    );
     let oo = lenient["entry"].as_array().unwrap().iter().find(|e| e["search"]["mode"] == "outcome").unwrap();
     assert_eq!(oo["resource"]["issue"][0]["severity"], "warning");
     let strict =
