@@ -49,7 +49,7 @@ fn sample_patient(i: usize) -> Value {
         "active": true,
         "name": [{"use": "official", "family": "Bench", "given": ["Pat", format!("N{i}")]}],
         "telecom": [{"system": "phone", "value": "555-0100", "use": "home"}],
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "birthDate": "1980-04-12",
         "address": [{"line": ["1 Main St"], "city": "Springfield", "postalCode": "01101", "country": "US"}]
     })

@@ -146,7 +146,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => Conn::Sqlite(writer.begin().await?),
             Backend::Postgres(pool) => Conn::Postgres(pool.begin().await?),
         };
-        Ok(Tx { conn, cache: self.cache.clone(), written: Vec::new() })
+        Ok(Tx { conn, cache: self.cache.clone(), written: Vec::new(), inserted: Vec::new() })
     }
 
     /// The small id of a search parameter, if it was registered.

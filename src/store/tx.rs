@@ -18,6 +18,8 @@ pub struct Tx {
     pub(super) conn: Conn,
     pub(super) cache: Option<Arc<Cache>>,
     pub(super) written: Vec<Version>,
+    /// Keys of the resources this transaction inserted.
+    pub(super) inserted: Vec<i64>,
 }
 
 macro_rules! on_tx {
@@ -111,6 +113,7 @@ impl Tx {
         let rkey: (i64,) = on_tx!(self, tx => sqlx::query_as(sql)
             .bind(rtype).bind(id).bind(last_updated).bind(body)
             .fetch_one(&mut **tx).await?);
+        self.inserted.push(rkey.0);
         Ok(rkey.0)
     }
 
@@ -174,9 +177,12 @@ impl Tx {
         rkey: i64,
         rows: &[TokenRow],
     ) -> Result<()> {
-        on_tx!(self, tx => {
-            sqlx::query("DELETE FROM idx_token WHERE rkey = $1").bind(rkey).execute(&mut **tx).await?;
-        });
+        // A row inserted by this transaction has no index rows yet: save the round trip.
+        if !self.inserted.contains(&rkey) {
+            on_tx!(self, tx => {
+                sqlx::query("DELETE FROM idx_token WHERE rkey = $1").bind(rkey).execute(&mut **tx).await?;
+            });
+        }
         let mut binds = Vec::with_capacity(rows.len() * 4);
         for row in rows {
             let pid = store.param_id(rtype, &row.param).ok_or_else(|| {

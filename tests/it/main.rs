@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli;
 mod concurrency;
 mod conditional;
 mod crud;

@@ -266,7 +266,7 @@ fn start_cluster() -> Option<Cluster> {
 }
 
 /// A fresh database in the shared cluster, for one test.
-async fn postgres_database() -> String {
+pub async fn postgres_database() -> String {
     let c = cluster().expect("PostgreSQL cluster");
     let name = format!("t{}_{}", std::process::id(), DB_SEQ.fetch_add(1, Ordering::SeqCst));
     let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", c.port);

@@ -1,0 +1,159 @@
+//! The `hearth` binary itself: `serve --demo`, configuration sources, graceful shutdown, and a
+//! real FHIR client (Python fhirpy) doing create/read/update/delete against it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{Backend, postgres_available, postgres_database};
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+/// Starts the binary and waits for its "listening on" line.
+fn spawn(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.args(args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("HEARTH_LOG", "warn");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn hearth");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+    let base = line
+        .trim()
+        .strip_prefix("hearth listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
+    Process { child, base }
+}
+
+impl Process {
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+        self.child.wait().expect("wait")
+    }
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("GET");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn demo_round(database: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = spawn(&["serve", "--demo", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    let root = p.base.trim_end_matches("/fhir");
+    assert_eq!(reqwest::get(format!("{root}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{root}/readyz")).await.unwrap().status(), 200);
+    let (status, bundle) = get(&format!("{}/Patient?_count=0", p.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(bundle["total"], 8, "the demo set has 8 patients");
+    let (_, found) =
+        get(&format!("{}/Patient?identifier=http://hearth.example.org/mrn|100107", p.base)).await;
+    assert_eq!(found["total"], 1);
+    for t in ["Practitioner", "Immunization", "CarePlan", "Task"] {
+        let (_, b) = get(&format!("{}/{t}?_count=0", p.base)).await;
+        assert!(b["total"].as_i64().unwrap() > 0, "demo {t}");
+    }
+    run_fhirpy(&p.base);
+    assert!(p.terminate().success(), "graceful shutdown exits 0");
+
+    // A second start keeps the data and does not load the demo twice.
+    let p = spawn(&["demo", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    let (_, bundle) = get(&format!("{}/Patient?_count=0", p.base)).await;
+    assert_eq!(bundle["total"], 8);
+    assert!(p.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_round(&format!("sqlite://{}", dir.path().join("demo.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_postgres() {
+    if !postgres_available() {
+        return;
+    }
+    let _ = Backend::Postgres;
+    demo_round(&postgres_database().await).await;
+}
+
+/// The Python fhirpy client's CRUD script; required when HEARTH_REQUIRE_CLIENTS=1.
+fn run_fhirpy(base: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fhirpy_crud.py");
+    let has_fhirpy =
+        Command::new("python3").args(["-c", "import fhirpy"]).status().is_ok_and(|s| s.success());
+    if !has_fhirpy {
+        assert!(
+            std::env::var("HEARTH_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "HEARTH_REQUIRE_CLIENTS=1 but python3 with fhirpy is not installed (pip install -r tests/clients/requirements.txt)"
+        );
+        eprintln!("fhirpy not installed: skipping the real-client test");
+        return;
+    }
+    let out = Command::new("python3").arg(script).env("HEARTH_BASE_URL", base).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "fhirpy CRUD failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("from-file.db");
+    // hearth.toml in the working directory, overridden by env, overridden by flags
+    std::fs::write(
+        dir.path().join("hearth.toml"),
+        format!(
+            "database = \"sqlite://{}\"\nlisten = \"127.0.0.1:1\"\nbase_url = \"https://from-file/fhir\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let p = spawn(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("HEARTH_BASE_URL", "https://from-env/fhir"), ("HEARTH_LISTEN", "127.0.0.1:2")],
+        dir.path(),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/Patient", p.base))
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Patient"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert!(resp.headers()["location"].to_str().unwrap().starts_with("https://from-env/fhir/Patient/"));
+    assert!(p.terminate().success());
+    assert!(db.exists(), "the database named in hearth.toml was used");
+
+    // migrate creates the schema and exits; a bad config file is a clear failure
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["migrate", "--database", &format!("sqlite://{}", dir.path().join("m.db").display())])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("bad.toml"), "lisen = 3").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--config", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
+}
