@@ -128,7 +128,8 @@ fn parse_count(value: &str) -> Result<usize> {
 }
 
 fn parse_instant(name: &str, value: &str) -> Result<(i64, i64)> {
-    crate::resource::instant::parse_range(value).ok_or_else(|| {
+    // An unencoded `+` of a time zone arrives as a space.
+    crate::resource::instant::parse_range(&value.replace(' ', "+")).ok_or_else(|| {
         Error::invalid_at(
             IssueCode::Value,
             format!("{name} must be a FHIR instant or date, got '{value}'"),

@@ -46,6 +46,7 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .pragma("cache_size", "-32768");
+    let lock = lock_database(options.get_filename())?;
     let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     migrator(SQLITE_MIGRATIONS).run(&writer).await?;
     let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32 * 2;
@@ -53,7 +54,7 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
         .max_connections(readers.max(2))
         .connect_with(options.read_only(true))
         .await?;
-    Ok(Backend::Sqlite { writer, reader })
+    Ok(Backend::Sqlite { writer, reader, _lock: lock })
 }
 
 async fn open_postgres(url: &str) -> Result<Backend> {
@@ -65,4 +66,25 @@ async fn open_postgres(url: &str) -> Result<Backend> {
     // The migrator takes an advisory lock, so several nodes may start at once.
     migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
     Ok(Backend::Postgres(pool))
+}
+
+/// One Hearth process owns a SQLite database: its single writer and its read cache rely on
+/// seeing every write. A second process is refused instead of silently serving stale reads.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        Error::Internal(format!(
+            "{} is in use by another Hearth process (lock file {})",
+            db.display(),
+            path.display()
+        ))
+    })?;
+    Ok(file)
 }

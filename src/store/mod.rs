@@ -84,6 +84,8 @@ pub(crate) enum Backend {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        /// Held for the life of the store: see `connect::lock_database`.
+        _lock: std::fs::File,
     },
     Postgres(PgPool),
 }
@@ -127,7 +129,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 writer.close().await;
                 reader.close().await;
             }

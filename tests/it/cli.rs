@@ -138,6 +138,14 @@ async fn configuration_sources() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     assert!(resp.headers()["location"].to_str().unwrap().starts_with("https://from-env/fhir/Patient/"));
+    // a second process on the same SQLite file is refused, not left to serve stale reads
+    let second = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["migrate", "--database", &format!("sqlite://{}", db.display())])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another Hearth process"));
     assert!(p.terminate().success());
     assert!(db.exists(), "the database named in hearth.toml was used");
 
