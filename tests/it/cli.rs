@@ -165,3 +165,42 @@ async fn configuration_sources() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
 }
+
+/// A request in flight when shutdown begins is completed and stored; then the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("s.db").display());
+    let db = database.clone();
+    let srv = crate::support::Srv::start_with(Backend::Sqlite, move |c| c.database = db).await;
+    let addr = srv.base.trim_start_matches("http://").trim_end_matches("/fhir").to_string();
+    let body = r#"{"resourceType":"Patient","id":"in-flight","gender":"female"}"#;
+    let (first, second) = body.split_at(20);
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /fhir/Patient/in-flight HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!stopping.is_finished(), "the server waits for the request in flight");
+    conn.write_all(second.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = conn.read(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response[..n]).to_string();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    drop(conn);
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("server stopped")
+        .unwrap();
+    // the write is durable: a new server on the same file reads it
+    let srv = crate::support::Srv::start_with(Backend::Sqlite, move |c| c.database = database).await;
+    let stored = crate::support::json(srv.get("Patient/in-flight").await).await;
+    assert_eq!(stored["gender"], "female");
+    srv.stop().await;
+}
