@@ -228,7 +228,7 @@ impl Engine {
         let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
         let stamped = resource::stamp(value, id, version, now);
         let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-        let tokens = search::index::tokens(Registry::global(), rtype, &stamped);
+        let index = search::index::extract(Registry::global(), rtype, &stamped);
         let rkey = match current {
             Some(c) => {
                 tx.update(c.rkey, version, now, false, &body).await?;
@@ -237,7 +237,7 @@ impl Engine {
             None => tx.insert(rtype, id, now, &body).await?,
         };
         tx.history(rkey, rtype, id, version, now, method, &body).await?;
-        tx.set_tokens(&self.store, rtype, rkey, &tokens).await?;
+        tx.set_index(&self.store, rtype, rkey, &index).await?;
         Ok(Version {
             rtype: rtype.into(),
             id: id.into(),
@@ -254,7 +254,7 @@ impl Engine {
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
         tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;
-        tx.set_tokens(&self.store, rtype, cur.rkey, &[]).await?;
+        tx.set_index(&self.store, rtype, cur.rkey, &Default::default()).await?;
         Ok(version)
     }
 

@@ -1,75 +1,219 @@
-//! Index extraction: the values a resource contributes to each search parameter.
+//! Index extraction: the values a resource contributes to each search parameter, found by
+//! evaluating the parameter's FHIRPath expression and reading each result by its FHIR type
+//! (search.html, "Search Parameter Types": which data types each parameter type indexes).
 
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
-use super::registry::{ParamType, Registry};
-use crate::store::TokenRow;
+use super::registry::{ParamType, Registry, SearchParam};
+use crate::fhirpath::{self, Item};
+use crate::resource::instant;
+use crate::store::{DateRow, IndexRows, NumberRow, ReferenceRow, StringRow, TokenRow, UriRow};
 
-/// Token rows for every indexed token parameter of the resource's type.
-pub fn tokens(registry: &Registry, rtype: &str, resource: &Value) -> Vec<TokenRow> {
-    let mut rows = Vec::new();
+/// Case- and accent-insensitive form of a string (NFD, combining marks dropped, lowercased).
+pub fn fold(s: &str) -> String {
+    s.nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}
+
+/// Every index row of the resource, for all indexed parameters of its type.
+pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows {
+    let mut rows = IndexRows::default();
     for param in registry.for_type(rtype) {
-        if param.kind != ParamType::Token || param.code == "_id" {
+        if !param.in_index_tables() {
             continue;
         }
-        let Some(paths) = &param.paths else { continue };
-        for path in paths {
-            let mut values = Vec::new();
-            collect(resource, path, &mut values);
-            for v in values {
-                token_values(v, &param.code, &mut rows);
+        let Some(expr) = &param.compiled else { continue };
+        let items = match fhirpath::evaluate(expr, resource) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!("indexing {rtype}.{}: {e}", param.code);
+                continue;
             }
+        };
+        for item in &items {
+            add(&mut rows, param, item);
         }
     }
-    rows.sort_by(|a, b| (&a.param, &a.system, &a.code).cmp(&(&b.param, &b.system, &b.code)));
     rows.dedup();
     rows
 }
 
-/// Follows an element path through objects and arrays, collecting every value reached.
-fn collect<'a>(value: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|i| collect(i, path, out)),
-        _ if path.is_empty() => out.push(value),
-        Value::Object(map) => {
-            if let Some(next) = map.get(&path[0]) {
-                collect(next, &path[1..], out);
+fn add(rows: &mut IndexRows, param: &SearchParam, item: &Item) {
+    let code = param.code.as_str();
+    let ty = item.type_name().unwrap_or_default();
+    let value = item.node_value();
+    let text =
+        || item.as_str().map(str::to_string).or_else(|| value.and_then(Value::as_str).map(str::to_string));
+    match param.kind {
+        ParamType::String => match (ty, value) {
+            ("HumanName", Some(v)) => {
+                strings_of(rows, code, v, &["family", "given", "prefix", "suffix", "text"])
+            }
+            ("Address", Some(v)) => strings_of(
+                rows,
+                code,
+                v,
+                &["line", "city", "district", "state", "postalCode", "country", "text"],
+            ),
+            _ => {
+                if let Some(s) = text() {
+                    push_string(rows, code, &s);
+                }
+            }
+        },
+        ParamType::Token => token(rows, code, ty, item, value),
+        ParamType::Reference => reference(rows, code, ty, value, text()),
+        ParamType::Date => date(rows, code, ty, value, text()),
+        ParamType::Number => {
+            if let Some(n) = value.and_then(Value::as_f64) {
+                rows.numbers.push(NumberRow { param: code.into(), value: n, system: None, code: None });
             }
         }
-        _ => {}
+        ParamType::Quantity => quantity(rows, code, value),
+        ParamType::Uri => {
+            if let Some(s) = text() {
+                rows.uris.push(UriRow { param: code.into(), uri: s });
+            }
+        }
+        ParamType::Composite | ParamType::Special => {}
     }
 }
 
-fn push(rows: &mut Vec<TokenRow>, param: &str, system: Option<&Value>, code: Option<&Value>) {
+fn push_string(rows: &mut IndexRows, param: &str, s: &str) {
+    if !s.is_empty() {
+        rows.strings.push(StringRow { param: param.into(), norm: fold(s), exact: s.into() });
+    }
+}
+
+fn strings_of(rows: &mut IndexRows, param: &str, v: &Value, fields: &[&str]) {
+    for f in fields {
+        match v.get(*f) {
+            Some(Value::String(s)) => push_string(rows, param, s),
+            Some(Value::Array(items)) => {
+                items.iter().filter_map(Value::as_str).for_each(|s| push_string(rows, param, s))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn push_token(rows: &mut IndexRows, param: &str, system: Option<&Value>, code: Option<&Value>) {
     let code = match code {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         _ => return,
     };
     let system = system.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    rows.push(TokenRow { param: param.to_string(), system, code });
+    rows.tokens.push(TokenRow { param: param.into(), system, code });
 }
 
-/// Token semantics per data type (search.html#token): Coding and Identifier carry a system,
-/// CodeableConcept contributes each of its codings, primitives are codes without a system.
-fn token_values(value: &Value, param: &str, rows: &mut Vec<TokenRow>) {
-    match value {
-        Value::String(_) | Value::Bool(_) => push(rows, param, None, Some(value)),
-        Value::Object(map) => {
-            if let Some(Value::Array(codings)) = map.get("coding") {
-                for c in codings {
-                    push(rows, param, c.get("system"), c.get("code"));
+/// Token semantics per data type: Coding and Identifier carry a system, CodeableConcept gives
+/// each coding (and its text, for `:text`), primitives are codes without a system.
+fn token(rows: &mut IndexRows, param: &str, ty: &str, item: &Item, value: Option<&Value>) {
+    let Some(v) = value else {
+        if let Item::Bool(b) = item {
+            rows.tokens.push(TokenRow { param: param.into(), system: None, code: b.to_string() });
+        }
+        return;
+    };
+    match ty {
+        "CodeableConcept" => {
+            for c in v.get("coding").and_then(Value::as_array).into_iter().flatten() {
+                push_token(rows, param, c.get("system"), c.get("code"));
+                if let Some(d) = c.get("display").and_then(Value::as_str) {
+                    push_string(rows, param, d);
                 }
-            } else if map.contains_key("code") {
-                push(rows, param, map.get("system"), map.get("code"));
-            } else if map.contains_key("value") {
-                // Identifier (system|value); ContactPoint's system is not a URI, so it is ignored.
-                let system = map.get("system").filter(|s| s.as_str().is_some_and(|s| s.contains(':')));
-                push(rows, param, system, map.get("value"));
+            }
+            if let Some(t) = v.get("text").and_then(Value::as_str) {
+                push_string(rows, param, t);
             }
         }
-        _ => {}
+        "Coding" => {
+            push_token(rows, param, v.get("system"), v.get("code"));
+            if let Some(d) = v.get("display").and_then(Value::as_str) {
+                push_string(rows, param, d);
+            }
+        }
+        "Identifier" => {
+            push_token(rows, param, v.get("system"), v.get("value"));
+            if let Some(t) = v.pointer("/type/text").and_then(Value::as_str) {
+                push_string(rows, param, t);
+            }
+        }
+        // ContactPoint's system (phone, email) is not a URI: index the value alone.
+        "ContactPoint" => push_token(rows, param, None, v.get("value")),
+        _ => push_token(rows, param, None, Some(v)),
     }
+}
+
+/// `Patient/1`, `Patient/1/_history/2`, `http://x/fhir/Patient/1`, or a canonical URL.
+fn reference(rows: &mut IndexRows, param: &str, ty: &str, value: Option<&Value>, text: Option<String>) {
+    let url = match (ty, value) {
+        ("Reference", Some(v)) => match v.get("reference").and_then(Value::as_str) {
+            Some(r) if !r.starts_with('#') => r.to_string(),
+            _ => return,
+        },
+        _ => match text {
+            Some(t) => t,
+            None => return,
+        },
+    };
+    let (target_type, target_id) = match split_reference(&url) {
+        Some((t, i)) => (Some(t.to_string()), Some(i.to_string())),
+        None => (None, None),
+    };
+    rows.references.push(ReferenceRow { param: param.into(), target_type, target_id, url });
+}
+
+/// The `Type/id` at the end of a reference, ignoring `_history/n`.
+pub fn split_reference(url: &str) -> Option<(&str, &str)> {
+    let url = match url.find("/_history/") {
+        Some(i) => &url[..i],
+        None => url,
+    };
+    let mut parts = url.rsplitn(3, '/');
+    let id = parts.next()?;
+    let rtype = parts.next()?;
+    (crate::resource::is_resource_type(rtype) && crate::resource::valid_id(id)).then_some((rtype, id))
+}
+
+fn date(rows: &mut IndexRows, param: &str, ty: &str, value: Option<&Value>, text: Option<String>) {
+    let mut push = |lo: i64, hi: i64| rows.dates.push(DateRow { param: param.into(), lo, hi });
+    match (ty, value) {
+        ("Period", Some(v)) => {
+            let lo = v
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(instant::parse_range)
+                .map_or(i64::MIN, |r| r.0);
+            let hi =
+                v.get("end").and_then(Value::as_str).and_then(instant::parse_range).map_or(i64::MAX, |r| r.1);
+            push(lo, hi);
+        }
+        ("Timing", Some(v)) => {
+            for e in v.get("event").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+            {
+                if let Some((lo, hi)) = instant::parse_range(e) {
+                    push(lo, hi);
+                }
+            }
+        }
+        _ => {
+            if let Some((lo, hi)) = text.as_deref().and_then(instant::parse_range) {
+                push(lo, hi);
+            }
+        }
+    }
+}
+
+fn quantity(rows: &mut IndexRows, param: &str, value: Option<&Value>) {
+    let Some(v) = value else { return };
+    let Some(n) = v.get("value").and_then(Value::as_f64).or_else(|| v.as_f64()) else { return };
+    let system = v.get("system").and_then(Value::as_str).map(str::to_string);
+    // Money carries its unit as `currency`.
+    let code = v.get("code").or_else(|| v.get("currency")).or_else(|| v.get("unit")).and_then(Value::as_str);
+    rows.numbers.push(NumberRow { param: param.into(), value: n, system, code: code.map(str::to_string) });
 }
 
 #[cfg(test)]
@@ -78,23 +222,50 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn patient_tokens() {
+    fn patient_rows() {
         let p = json!({
             "resourceType": "Patient",
             "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "12345"}, {"value": "x"}],
-            "gender": "male", "active": true,
+            "gender": "male", "active": true, "birthDate": "1974-12-25",
+            "name": [{"family": "Müller", "given": ["Peter", "James"]}],
             "telecom": [{"system": "phone", "value": "555"}],
+            "generalPractitioner": [{"reference": "Practitioner/dr1"}],
             "meta": {"tag": [{"system": "http://t", "code": "a"}]}
         });
-        let rows = tokens(Registry::global(), "Patient", &p);
-        let find = |param: &str| -> Vec<(Option<&str>, &str)> {
-            rows.iter().filter(|r| r.param == param).map(|r| (r.system.as_deref(), r.code.as_str())).collect()
+        let rows = extract(Registry::global(), "Patient", &p);
+        let tokens = |param: &str| -> Vec<(Option<&str>, &str)> {
+            rows.tokens
+                .iter()
+                .filter(|r| r.param == param)
+                .map(|r| (r.system.as_deref(), r.code.as_str()))
+                .collect()
         };
-        assert_eq!(find("identifier"), vec![(None, "x"), (Some("urn:oid:1.2.36.146.595.217.0.1"), "12345")]);
-        assert_eq!(find("gender"), vec![(None, "male")]);
-        assert_eq!(find("active"), vec![(None, "true")]);
-        assert_eq!(find("phone"), vec![]);
-        assert_eq!(find("telecom"), vec![(None, "555")]);
-        assert_eq!(find("_tag"), vec![(Some("http://t"), "a")]);
+        assert_eq!(
+            tokens("identifier"),
+            vec![(None, "x"), (Some("urn:oid:1.2.36.146.595.217.0.1"), "12345")]
+        );
+        assert_eq!(tokens("gender"), vec![(None, "male")]);
+        assert_eq!(tokens("active"), vec![(None, "true")]);
+        assert_eq!(tokens("phone"), vec![(None, "555")]);
+        assert_eq!(tokens("_tag"), vec![(Some("http://t"), "a")]);
+        let names: Vec<&str> =
+            rows.strings.iter().filter(|r| r.param == "name").map(|r| r.norm.as_str()).collect();
+        assert_eq!(names, vec!["james", "muller", "peter"]);
+        let family: Vec<&str> =
+            rows.strings.iter().filter(|r| r.param == "family").map(|r| r.exact.as_str()).collect();
+        assert_eq!(family, vec!["Müller"]);
+        let gp: Vec<_> = rows.references.iter().filter(|r| r.param == "general-practitioner").collect();
+        assert_eq!(gp[0].target_type.as_deref(), Some("Practitioner"));
+        assert_eq!(gp[0].target_id.as_deref(), Some("dr1"));
+        let bd: Vec<_> = rows.dates.iter().filter(|r| r.param == "birthdate").collect();
+        assert_eq!(bd[0].hi - bd[0].lo, 86_400_000);
+    }
+
+    #[test]
+    fn folding_and_references() {
+        assert_eq!(fold("ÉLODIE Müller"), "elodie muller");
+        assert_eq!(split_reference("http://x/fhir/Patient/1/_history/2"), Some(("Patient", "1")));
+        assert_eq!(split_reference("Patient/1"), Some(("Patient", "1")));
+        assert_eq!(split_reference("urn:uuid:123"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Search: the SearchParameter registry, index extraction, query parsing and planning.
 
+pub mod conditions;
 pub mod index;
 pub mod plan;
 pub mod query;
@@ -17,7 +18,7 @@ pub fn indexed_params<'a>(types: impl Iterator<Item = &'a str>) -> Vec<(String, 
             registry
                 .for_type(t)
                 .into_iter()
-                .filter(|p| p.indexed() && p.code != "_id")
+                .filter(|p| p.in_index_tables())
                 .map(move |p| (t.to_string(), p.code.clone()))
         })
         .collect()

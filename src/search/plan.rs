@@ -1,8 +1,10 @@
-//! The planner: turns parsed criteria into a SQL filter over `resource r` with bound values.
-//! No client value is ever spliced into SQL text.
+//! The planner: turns parsed criteria into a SQL filter over `resource r` with bound values,
+//! one EXISTS per criterion against the parameter's index table. No client value is ever
+//! spliced into SQL text.
 
-use super::query::{Criterion, split_token};
-use super::registry::{ParamType, Registry};
+use super::conditions as cond;
+use super::query::Criterion;
+use super::registry::{ParamType, Registry, SearchParam};
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::store::{Bind, Filter, Store};
 
@@ -21,82 +23,158 @@ pub struct Plan {
     pub ignored: Vec<Issue>,
 }
 
+/// Placeholders are numbered in the order values are bound.
+#[derive(Default)]
+pub struct Binder {
+    pub binds: Vec<Bind>,
+}
+
+impl Binder {
+    pub fn push(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    pub fn text(&mut self, value: impl Into<String>) -> String {
+        self.push(Bind::Text(value.into()))
+    }
+}
+
 pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handling) -> Result<Plan> {
     let registry = Registry::global();
     let mut conds = Vec::new();
-    let mut binds = Vec::new();
+    let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
-        let param = registry.get(rtype, &c.code);
-        let problem = match param {
-            None => Some(format!("unknown search parameter '{}' for {rtype}", c.raw_name)),
-            Some(p) if !p.indexed() => {
-                Some(format!("search parameter '{}' ({}) is not supported yet", c.raw_name, p.kind.as_str()))
-            }
-            Some(_) if c.modifier.is_some() => {
-                Some(format!("modifier in '{}' is not supported yet", c.raw_name))
-            }
-            Some(_) => None,
-        };
-        if let Some(message) = problem {
-            let issue = Issue::new(IssueCode::NotSupported, message).at(c.raw_name.clone());
-            match handling {
-                Handling::Strict => return Err(Error::Invalid(vec![issue])),
-                Handling::Lenient => {
-                    ignored.push(issue);
-                    continue;
+        let param = match registry.get(rtype, &c.code) {
+            Some(p) if p.indexed() => p,
+            other => {
+                let message = match other {
+                    None => format!("unknown search parameter '{}' for {rtype}", c.raw_name),
+                    Some(p) => format!(
+                        "search parameter '{}' ({}) is not supported yet",
+                        c.raw_name,
+                        p.kind.as_str()
+                    ),
+                };
+                let issue = Issue::new(IssueCode::NotSupported, message).at(c.raw_name.clone());
+                match handling {
+                    Handling::Strict => return Err(Error::Invalid(vec![issue])),
+                    Handling::Lenient => {
+                        ignored.push(issue);
+                        continue;
+                    }
                 }
             }
-        }
-        let Some(param) = param else { continue };
-        let cond = if c.code == "_id" {
-            id_condition(&c.values, &mut binds)
-        } else if param.kind == ParamType::Token {
-            let pid = store.param_id(rtype, &c.code).ok_or_else(|| {
-                Error::Internal(format!("search parameter {rtype}.{} has no index id", c.code))
-            })?;
-            token_condition(pid, &c.values, &mut binds)
-        } else {
-            continue;
         };
-        conds.push(cond);
+        conds.push(criterion(store, rtype, param, c, &mut b)?);
     }
     let sql = if conds.is_empty() { "1 = 1".to_string() } else { conds.join(" AND ") };
-    Ok(Plan { filter: Filter { sql, binds }, ignored })
+    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
 }
 
-fn placeholder(binds: &mut Vec<Bind>, value: Bind) -> String {
-    binds.push(value);
-    format!("${}", binds.len())
+fn invalid(c: &Criterion, message: impl Into<String>) -> Error {
+    Error::invalid_at(IssueCode::Value, format!("{}: {}", c.raw_name, message.into()), c.raw_name.clone())
 }
 
-fn id_condition(values: &[String], binds: &mut Vec<Bind>) -> String {
-    let list: Vec<String> = values.iter().map(|v| placeholder(binds, Bind::Text(v.clone()))).collect();
-    format!("r.id IN ({})", list.join(", "))
+/// The index table holding a parameter type's rows.
+fn table(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Token => "idx_token",
+        ParamType::String => "idx_string",
+        ParamType::Reference => "idx_reference",
+        ParamType::Date => "idx_date",
+        ParamType::Number | ParamType::Quantity => "idx_number",
+        _ => "idx_uri",
+    }
 }
 
-/// `[system]|[code]` alternatives OR-ed within one indexed EXISTS.
-fn token_condition(pid: i32, values: &[String], binds: &mut Vec<Bind>) -> String {
-    let p = placeholder(binds, Bind::Int(pid.into()));
-    let alternatives: Vec<String> = values
+fn criterion(
+    store: &Store,
+    rtype: &str,
+    param: &SearchParam,
+    c: &Criterion,
+    b: &mut Binder,
+) -> Result<String> {
+    let modifier = c.modifier.as_deref();
+    if param.code == "_id" || param.code == "_lastUpdated" {
+        if modifier.is_some() {
+            return Err(invalid(c, "modifiers are not supported on this parameter"));
+        }
+        return if param.code == "_id" {
+            let list: Vec<String> = c.values.iter().map(|v| b.text(v.clone())).collect();
+            Ok(format!("r.id IN ({})", list.join(", ")))
+        } else {
+            let alts = c
+                .values
+                .iter()
+                .map(|v| {
+                    cond::date(v, "r.last_updated", "(r.last_updated + 1)", b).map_err(|m| invalid(c, m))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(format!("({})", alts.join(" OR ")))
+        };
+    }
+    let pid = store
+        .param_id(rtype, &param.code)
+        .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{} has no index id", param.code)))?;
+    let t = table(param.kind);
+    if modifier == Some("missing") {
+        let exists = format!(
+            "EXISTS (SELECT 1 FROM {t} x WHERE x.rkey = r.rkey AND x.pid = {})",
+            b.push(Bind::Int(pid.into()))
+        );
+        return match c.values.as_slice() {
+            [v] if v == "true" => Ok(format!("NOT {exists}")),
+            [v] if v == "false" => Ok(exists),
+            _ => Err(invalid(c, ":missing takes true or false")),
+        };
+    }
+    let (table, negate) = match (param.kind, modifier) {
+        (ParamType::Token, Some("text")) => ("idx_string", false),
+        (ParamType::Token, Some("not")) => (t, true),
+        _ => (t, false),
+    };
+    let p = b.push(Bind::Int(pid.into()));
+    let alts = c
+        .values
         .iter()
-        .map(|v| match split_token(v) {
-            (None, code) => format!("t.code = {}", placeholder(binds, Bind::Text(code))),
-            (Some(system), code) if system.is_empty() => {
-                format!("(t.code = {} AND t.system IS NULL)", placeholder(binds, Bind::Text(code)))
-            }
-            (Some(system), code) if code.is_empty() => {
-                format!("t.system = {}", placeholder(binds, Bind::Text(system)))
-            }
-            (Some(system), code) => {
-                let c = placeholder(binds, Bind::Text(code));
-                let s = placeholder(binds, Bind::Text(system));
-                format!("(t.code = {c} AND t.system = {s})")
-            }
-        })
-        .collect();
-    format!(
-        "EXISTS (SELECT 1 FROM idx_token t WHERE t.rkey = r.rkey AND t.pid = {p} AND ({}))",
-        alternatives.join(" OR ")
-    )
+        .map(|v| value_condition(param.kind, modifier, v, b).map_err(|m| invalid(c, m)))
+        .collect::<Result<Vec<_>>>()?;
+    let exists = format!(
+        "EXISTS (SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
+        alts.join(" OR ")
+    );
+    Ok(if negate { format!("NOT {exists}") } else { exists })
+}
+
+/// The condition on one index row (alias `x`) for one comma-separated value.
+fn value_condition(
+    kind: ParamType,
+    modifier: Option<&str>,
+    v: &str,
+    b: &mut Binder,
+) -> Result<String, String> {
+    match (kind, modifier) {
+        (ParamType::Token, None | Some("not")) => Ok(cond::token(v, b)),
+        (ParamType::Token, Some("text")) => Ok(cond::string_starts(v, b)),
+        (ParamType::String, None) => Ok(cond::string_starts(v, b)),
+        (ParamType::String, Some("exact")) => Ok(format!("x.exact = {}", b.text(v))),
+        (ParamType::String, Some("contains")) => Ok(cond::string_contains(v, b)),
+        (ParamType::Reference, m) => cond::reference(v, m, b),
+        (ParamType::Date, None) => cond::date(v, "x.lo", "x.hi", b),
+        (ParamType::Number, None) => cond::number(v, b),
+        (ParamType::Quantity, None) => cond::quantity(v, b),
+        (ParamType::Uri, None) => Ok(format!("x.uri = {}", b.text(v))),
+        (ParamType::Uri, Some("below")) => {
+            let (lo, hi) = (b.text(v), b.text(format!("{v}\u{10FFFF}")));
+            Ok(format!("(x.uri >= {lo} AND x.uri < {hi})"))
+        }
+        (ParamType::Uri, Some("above")) => {
+            let p = b.text(v);
+            Ok(format!("substr({p}, 1, length(x.uri)) = x.uri"))
+        }
+        (_, Some(m)) => Err(format!("the modifier ':{m}' is not supported for {} parameters", kind.as_str())),
+        (_, None) => Err(format!("{} parameters are not supported yet", kind.as_str())),
+    }
 }

@@ -23,10 +23,14 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     )
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "search index", include_str!("../../migrations/sqlite/0002_search_index.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "search index", include_str!("../../migrations/postgres/0002_search_index.sql")),
+];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {
     if url.starts_with("sqlite:") {

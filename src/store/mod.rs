@@ -25,7 +25,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bind {
     Text(String),
+    /// Text or SQL NULL.
+    OptText(Option<String>),
     Int(i64),
+    Real(f64),
 }
 
 /// A WHERE fragment over `resource r` produced by the search planner, with `$N` placeholders
@@ -36,12 +39,138 @@ pub struct Filter {
     pub binds: Vec<Bind>,
 }
 
-/// One token index row before its parameter is mapped to a small id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Index rows before their parameter is mapped to a small id, one type per table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TokenRow {
     pub param: String,
     pub system: Option<String>,
     pub code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringRow {
+    pub param: String,
+    pub norm: String,
+    pub exact: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReferenceRow {
+    pub param: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DateRow {
+    pub param: String,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub struct NumberRow {
+    pub param: String,
+    pub value: f64,
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UriRow {
+    pub param: String,
+    pub uri: String,
+}
+
+/// One index table's name, value columns, and rows as (parameter, values).
+type TableRows<'a> = (&'static str, &'static str, Vec<(&'a str, Vec<Bind>)>);
+
+/// Everything one resource version contributes to the search index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexRows {
+    pub tokens: Vec<TokenRow>,
+    pub strings: Vec<StringRow>,
+    pub references: Vec<ReferenceRow>,
+    pub dates: Vec<DateRow>,
+    pub numbers: Vec<NumberRow>,
+    pub uris: Vec<UriRow>,
+}
+
+impl IndexRows {
+    /// Sorts each table's rows and drops duplicates (a value reached by two paths).
+    pub fn dedup(&mut self) {
+        fn sort_dedup<T: Ord>(v: &mut Vec<T>) {
+            v.sort();
+            v.dedup();
+        }
+        sort_dedup(&mut self.tokens);
+        sort_dedup(&mut self.strings);
+        sort_dedup(&mut self.references);
+        sort_dedup(&mut self.dates);
+        sort_dedup(&mut self.uris);
+        self.numbers.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        self.numbers.dedup();
+    }
+
+    /// (table, value columns, rows as (param, values)) for writing.
+    fn tables(&self) -> [TableRows<'_>; 6] {
+        let t = |s: &Option<String>| Bind::OptText(s.clone());
+        [
+            (
+                "idx_token",
+                "system, code",
+                self.tokens
+                    .iter()
+                    .map(|r| (r.param.as_str(), vec![t(&r.system), Bind::Text(r.code.clone())]))
+                    .collect(),
+            ),
+            (
+                "idx_string",
+                "norm, exact",
+                self.strings
+                    .iter()
+                    .map(|r| {
+                        (r.param.as_str(), vec![Bind::Text(r.norm.clone()), Bind::Text(r.exact.clone())])
+                    })
+                    .collect(),
+            ),
+            (
+                "idx_reference",
+                "target_type, target_id, url",
+                self.references
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.param.as_str(),
+                            vec![t(&r.target_type), t(&r.target_id), Bind::Text(r.url.clone())],
+                        )
+                    })
+                    .collect(),
+            ),
+            (
+                "idx_date",
+                "lo, hi",
+                self.dates
+                    .iter()
+                    .map(|r| (r.param.as_str(), vec![Bind::Int(r.lo), Bind::Int(r.hi)]))
+                    .collect(),
+            ),
+            (
+                "idx_number",
+                "value, system, code",
+                self.numbers
+                    .iter()
+                    .map(|r| (r.param.as_str(), vec![Bind::Real(r.value), t(&r.system), t(&r.code)]))
+                    .collect(),
+            ),
+            (
+                "idx_uri",
+                "uri",
+                self.uris.iter().map(|r| (r.param.as_str(), vec![Bind::Text(r.uri.clone())])).collect(),
+            ),
+        ]
+    }
 }
 
 /// The state of a resource's current row, as the write path needs it.

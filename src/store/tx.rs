@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
 use std::sync::Arc;
 
 use super::cache::Cache;
-use super::{Bind, Current, Filter, Store, TokenRow, Version};
+use super::{Bind, Current, Filter, IndexRows, Store, Version};
 use crate::error::{Error, Result};
 
 pub enum Conn {
@@ -37,7 +37,9 @@ macro_rules! bind_all {
         for b in $binds {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
+                Bind::OptText(s) => q.bind(s.clone()),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Real(f) => q.bind(*f),
             };
         }
         q
@@ -169,40 +171,42 @@ impl Tx {
         Ok(())
     }
 
-    /// Replaces the resource's token index rows.
-    pub async fn set_tokens(
-        &mut self,
-        store: &Store,
-        rtype: &str,
-        rkey: i64,
-        rows: &[TokenRow],
-    ) -> Result<()> {
-        // A row inserted by this transaction has no index rows yet: save the round trip.
-        if !self.inserted.contains(&rkey) {
-            on_tx!(self, tx => {
-                sqlx::query("DELETE FROM idx_token WHERE rkey = $1").bind(rkey).execute(&mut **tx).await?;
-            });
+    /// Replaces the resource's index rows in every index table.
+    pub async fn set_index(&mut self, store: &Store, rtype: &str, rkey: i64, rows: &IndexRows) -> Result<()> {
+        // A row inserted by this transaction has no index rows yet: save the round trips.
+        let fresh = self.inserted.contains(&rkey);
+        for (table, columns, table_rows) in rows.tables() {
+            if !fresh {
+                let sql = format!("DELETE FROM {table} WHERE rkey = $1");
+                on_tx!(self, tx => {
+                    sqlx::query(AssertSqlSafe(sql.clone())).bind(rkey).execute(&mut **tx).await?;
+                });
+            }
+            let mut binds = Vec::with_capacity(table_rows.len());
+            for (param, values) in table_rows {
+                let pid = store.param_id(rtype, param).ok_or_else(|| {
+                    Error::Internal(format!("search parameter {rtype}.{param} is not registered"))
+                })?;
+                let mut row = vec![Bind::Int(rkey), Bind::Int(pid.into())];
+                row.extend(values);
+                binds.push(row);
+            }
+            self.insert_rows(table, columns, &binds).await?;
         }
-        let mut binds = Vec::with_capacity(rows.len() * 4);
-        for row in rows {
-            let pid = store.param_id(rtype, &row.param).ok_or_else(|| {
-                Error::Internal(format!("search parameter {rtype}.{} is not registered", row.param))
-            })?;
-            binds.push(vec![
-                Bind::Int(rkey),
-                Bind::Int(pid.into()),
-                row.system.clone().map_or(Bind::Text(String::new()), Bind::Text),
-                Bind::Text(row.code.clone()),
-            ]);
-        }
-        for chunk in binds.chunks(INDEX_CHUNK) {
+        Ok(())
+    }
+
+    /// Multi-row INSERTs in chunks that stay well under SQLite's bind limit.
+    async fn insert_rows(&mut self, table: &str, columns: &str, rows: &[Vec<Bind>]) -> Result<()> {
+        let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+        for chunk in rows.chunks(INDEX_CHUNK) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let n = i * 4;
-                    format!("(${}, ${}, NULLIF(${}, ''), ${})", n + 1, n + 2, n + 3, n + 4)
+                    let cells: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
+                    format!("({})", cells.join(", "))
                 })
                 .collect();
-            let sql = format!("INSERT INTO idx_token (rkey, pid, system, code) VALUES {}", values.join(", "));
+            let sql = format!("INSERT INTO {table} (rkey, pid, {columns}) VALUES {}", values.join(", "));
             let flat: Vec<&Bind> = chunk.iter().flatten().collect();
             on_tx!(self, tx => {
                 bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), flat.iter().copied())

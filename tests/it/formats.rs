@@ -163,8 +163,13 @@ both!(capability_statement, |srv| {
         params.contains(&"identifier") && params.contains(&"_id") && params.contains(&"gender"),
         "{params:?}"
     );
-    // only what is implemented is claimed: string search is not yet
-    assert!(!params.contains(&"name") && !params.contains(&"birthdate"), "{params:?}");
+    // only what is implemented is claimed: no phonetic matching, no composite parameters yet
+    assert!(params.contains(&"name") && params.contains(&"birthdate"), "{params:?}");
+    assert!(!params.contains(&"phonetic"), "{params:?}");
+    let observation = resources.iter().find(|r| r["type"] == "Observation").unwrap();
+    let obs: Vec<&str> =
+        observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(obs.contains(&"value-quantity") && !obs.contains(&"code-value-quantity"), "{obs:?}");
     let id = patient["searchParam"].as_array().unwrap().iter().find(|p| p["name"] == "identifier").unwrap();
     assert_eq!(id["type"], "token");
     assert_eq!(id["definition"], "http://hl7.org/fhir/SearchParameter/Patient-identifier");

@@ -1,0 +1,143 @@
+//! Conditions on one index row (alias `x`) for one search value, per parameter type, with the
+//! prefix and precision rules of search.html.
+
+use super::index::{fold, split_reference};
+use super::plan::Binder;
+use super::query::split_token;
+use crate::resource::{instant, is_resource_type};
+use crate::store::Bind;
+
+/// Upper bound for "starts with" as a range: every string with the prefix sorts below it
+/// (byte order in SQLite, `COLLATE "C"` in PostgreSQL).
+const MAX_CHAR: char = '\u{10FFFF}';
+
+pub fn token(v: &str, b: &mut Binder) -> String {
+    match split_token(v) {
+        (None, code) => format!("x.code = {}", b.text(code)),
+        (Some(system), code) if system.is_empty() => {
+            format!("(x.code = {} AND x.system IS NULL)", b.text(code))
+        }
+        (Some(system), code) if code.is_empty() => format!("x.system = {}", b.text(system)),
+        (Some(system), code) => {
+            let c = b.text(code);
+            let s = b.text(system);
+            format!("(x.code = {c} AND x.system = {s})")
+        }
+    }
+}
+
+pub fn string_starts(v: &str, b: &mut Binder) -> String {
+    let norm = fold(v);
+    let lo = b.text(norm.clone());
+    let hi = b.text(format!("{norm}{MAX_CHAR}"));
+    format!("(x.norm >= {lo} AND x.norm < {hi})")
+}
+
+pub fn string_contains(v: &str, b: &mut Binder) -> String {
+    let escaped = fold(v).replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("x.norm LIKE {} ESCAPE '\\'", b.text(format!("%{escaped}%")))
+}
+
+/// `id`, `Type/id`, or an absolute URL; `:Type` restricts a plain id to that type.
+pub fn reference(v: &str, modifier: Option<&str>, b: &mut Binder) -> Result<String, String> {
+    let typed = match modifier {
+        None => None,
+        Some(t) if is_resource_type(t) => Some(t),
+        Some(m) => return Err(format!("the modifier ':{m}' is not supported for reference parameters")),
+    };
+    if v.contains("://") || v.starts_with("urn:") {
+        // Absolute references match as written (a type modifier must agree with the URL).
+        return Ok(match split_reference(v) {
+            Some((t, _)) if typed.is_some_and(|m| m != t) => "1 = 0".into(),
+            _ => format!("x.url = {}", b.text(v)),
+        });
+    }
+    match (v.split_once('/'), typed) {
+        (Some((t, id)), m) if m.is_none_or(|m| m == t) => {
+            Ok(format!("(x.target_type = {} AND x.target_id = {})", b.text(t), b.text(id)))
+        }
+        (Some(_), _) => Ok("1 = 0".into()),
+        (None, Some(t)) => Ok(format!("(x.target_type = {} AND x.target_id = {})", b.text(t), b.text(v))),
+        (None, None) => Ok(format!("x.target_id = {}", b.text(v))),
+    }
+}
+
+const PREFIXES: &[&str] = &["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"];
+
+fn split_prefix(v: &str) -> (&str, &str) {
+    match v.get(..2) {
+        Some(p) if PREFIXES.contains(&p) => (p, &v[2..]),
+        _ => ("eq", v),
+    }
+}
+
+/// Range semantics on a row range [lo, hi) against the search range [s, e).
+pub fn date(v: &str, lo: &str, hi: &str, b: &mut Binder) -> Result<String, String> {
+    let (prefix, value) = split_prefix(v);
+    let (s, e) = instant::parse_range(&value.replace(' ', "+"))
+        .ok_or_else(|| format!("'{value}' is not a valid date, dateTime or instant"))?;
+    let (s, e) = if prefix == "ap" {
+        // ±10% of the distance to now (search.html#prefix), at least the value's own precision.
+        let slack = (instant::now_ms() - s).abs() / 10;
+        (s.saturating_sub(slack), e.saturating_add(slack))
+    } else {
+        (s, e)
+    };
+    let (s, e) = (b.push(Bind::Int(s)), b.push(Bind::Int(e)));
+    let eq = format!("({lo} >= {s} AND {hi} <= {e})");
+    Ok(match prefix {
+        "eq" => eq,
+        "ne" => format!("NOT {eq}"),
+        "gt" => format!("{hi} > {e}"),
+        "lt" => format!("{lo} < {s}"),
+        "ge" => format!("({hi} > {e} OR {eq})"),
+        "le" => format!("({lo} < {s} OR {eq})"),
+        "sa" => format!("{lo} >= {e}"),
+        "eb" => format!("{hi} <= {s}"),
+        _ => format!("({lo} < {e} AND {hi} > {s})"),
+    })
+}
+
+/// Comparison on `x.value` with the implicit precision of the written number: `5.4` means
+/// [5.35, 5.45).
+pub fn number(v: &str, b: &mut Binder) -> Result<String, String> {
+    let (prefix, value) = split_prefix(v);
+    let n: f64 = value.trim().parse().map_err(|_| format!("'{value}' is not a number"))?;
+    if !n.is_finite() {
+        return Err(format!("'{value}' is not a number"));
+    }
+    let half = match (value.find(['e', 'E']), value.find('.')) {
+        (Some(_), _) => n.abs() * 1e-12,
+        (None, Some(dot)) => 0.5 * 10f64.powi(-((value.len() - dot - 1) as i32)),
+        (None, None) => 0.5,
+    };
+    let mut p = |x: f64| b.push(Bind::Real(x));
+    Ok(match prefix {
+        "eq" => format!("(x.value >= {} AND x.value < {})", p(n - half), p(n + half)),
+        "ne" => format!("NOT (x.value >= {} AND x.value < {})", p(n - half), p(n + half)),
+        "gt" | "sa" => format!("x.value > {}", p(n)),
+        "lt" | "eb" => format!("x.value < {}", p(n)),
+        "ge" => format!("x.value >= {}", p(n)),
+        "le" => format!("x.value <= {}", p(n)),
+        _ => {
+            let slack = (n.abs() * 0.1).max(half);
+            format!("(x.value >= {} AND x.value <= {})", p(n - slack), p(n + slack))
+        }
+    })
+}
+
+/// `[prefix]number|system|code`, `number||code` or just a number.
+pub fn quantity(v: &str, b: &mut Binder) -> Result<String, String> {
+    let mut parts = v.splitn(3, '|');
+    let number_part = parts.next().unwrap_or_default();
+    let system = parts.next().unwrap_or_default();
+    let code = parts.next().unwrap_or_default();
+    let mut conds = vec![number(number_part, b)?];
+    if !system.is_empty() {
+        conds.push(format!("x.system = {}", b.text(system)));
+    }
+    if !code.is_empty() {
+        conds.push(format!("x.code = {}", b.text(code)));
+    }
+    Ok(format!("({})", conds.join(" AND ")))
+}
