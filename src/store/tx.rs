@@ -51,6 +51,46 @@ type CurrentRow = (i64, i64, i64, bool);
 
 /// Index rows per INSERT statement: keeps the statement well under SQLite's bind limit.
 const INDEX_CHUNK: usize = 200;
+/// PostgreSQL's limit on bind parameters in one statement is 65535.
+const PG_MAX_BINDS: usize = 30_000;
+
+/// Multi-row INSERTs in chunks, each with placeholders numbered from `$1`.
+fn insert_statements(table: &str, columns: &str, rows: &[Vec<Bind>]) -> Vec<(String, Vec<Bind>)> {
+    let Some(width) = rows.first().map(Vec::len) else { return Vec::new() };
+    rows.chunks(INDEX_CHUNK)
+        .map(|chunk| {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let cells: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            let sql = format!("INSERT INTO {table} (rkey, pid, {columns}) VALUES {}", values.join(", "));
+            (sql, chunk.iter().flatten().cloned().collect())
+        })
+        .collect()
+}
+
+/// Shifts every `$N` placeholder of `sql` by `offset`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            let mut n = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                n.push(*d);
+                chars.next();
+            }
+            match n.parse::<usize>() {
+                Ok(n) => out.push_str(&(n + offset).to_string()),
+                Err(_) => out.push_str(&n),
+            }
+        }
+    }
+    out
+}
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
@@ -173,14 +213,12 @@ impl Tx {
 
     /// Replaces the resource's index rows in every index table.
     pub async fn set_index(&mut self, store: &Store, rtype: &str, rkey: i64, rows: &IndexRows) -> Result<()> {
-        // A row inserted by this transaction has no index rows yet: save the round trips.
+        // A row inserted by this transaction has no index rows yet: save the deletes.
         let fresh = self.inserted.contains(&rkey);
+        let mut statements = Vec::new();
         for (table, columns, table_rows) in rows.tables() {
             if !fresh {
-                let sql = format!("DELETE FROM {table} WHERE rkey = $1");
-                on_tx!(self, tx => {
-                    sqlx::query(AssertSqlSafe(sql.clone())).bind(rkey).execute(&mut **tx).await?;
-                });
+                statements.push((format!("DELETE FROM {table} WHERE rkey = $1"), vec![Bind::Int(rkey)]));
             }
             let mut binds = Vec::with_capacity(table_rows.len());
             for (param, values) in table_rows {
@@ -191,26 +229,33 @@ impl Tx {
                 row.extend(values);
                 binds.push(row);
             }
-            self.insert_rows(table, columns, &binds).await?;
+            statements.extend(insert_statements(table, columns, &binds));
         }
-        Ok(())
+        self.execute_all(statements).await
     }
 
-    /// Multi-row INSERTs in chunks that stay well under SQLite's bind limit.
-    async fn insert_rows(&mut self, table: &str, columns: &str, rows: &[Vec<Bind>]) -> Result<()> {
-        let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-        for chunk in rows.chunks(INDEX_CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let cells: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
-                    format!("({})", cells.join(", "))
-                })
-                .collect();
-            let sql = format!("INSERT INTO {table} (rkey, pid, {columns}) VALUES {}", values.join(", "));
-            let flat: Vec<&Bind> = chunk.iter().flatten().collect();
+    /// Runs the statements in order. PostgreSQL gets them as one statement of data-modifying
+    /// CTEs — one round trip instead of up to a dozen; they share a snapshot, so a DELETE never
+    /// sees the rows an INSERT beside it adds.
+    async fn execute_all(&mut self, statements: Vec<(String, Vec<Bind>)>) -> Result<()> {
+        let total: usize = statements.iter().map(|(_, b)| b.len()).sum();
+        if let Conn::Postgres(tx) = &mut self.conn
+            && statements.len() > 1
+            && total < PG_MAX_BINDS
+        {
+            let mut parts = Vec::with_capacity(statements.len());
+            let mut binds = Vec::with_capacity(total);
+            for (i, (sql, b)) in statements.into_iter().enumerate() {
+                parts.push(format!("s{i} AS ({})", renumber(&sql, binds.len())));
+                binds.extend(b);
+            }
+            let sql = format!("WITH {} SELECT 1", parts.join(", "));
+            bind_all!(sqlx::query(AssertSqlSafe(sql)), binds.iter()).execute(&mut **tx).await?;
+            return Ok(());
+        }
+        for (sql, binds) in statements {
             on_tx!(self, tx => {
-                bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), flat.iter().copied())
-                    .execute(&mut **tx).await?;
+                bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter()).execute(&mut **tx).await?;
             });
         }
         Ok(())
@@ -230,5 +275,26 @@ impl Tx {
         let rows: Vec<(i64, String)> = on_tx!(self, tx => bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
             .bind(rtype).bind(limit).fetch_all(&mut **tx).await?);
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbers_placeholders() {
+        assert_eq!(renumber("x = $1 AND y IN ($2, $10)", 5), "x = $6 AND y IN ($7, $15)");
+        let stmts = insert_statements(
+            "idx_uri",
+            "uri",
+            &vec![vec![Bind::Int(1), Bind::Int(2), Bind::Text("u".into())]; 3],
+        );
+        assert_eq!(stmts.len(), 1);
+        assert_eq!(
+            stmts[0].0,
+            "INSERT INTO idx_uri (rkey, pid, uri) VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9)"
+        );
+        assert_eq!(stmts[0].1.len(), 9);
     }
 }
