@@ -10,7 +10,6 @@ CREATE TABLE idx_string (
     exact TEXT    NOT NULL
 );
 CREATE INDEX idx_string_norm ON idx_string (pid, norm, rkey);
-CREATE INDEX idx_string_exact ON idx_string (pid, exact, rkey);
 CREATE INDEX idx_string_rkey ON idx_string (rkey);
 
 CREATE TABLE idx_reference (
@@ -31,8 +30,9 @@ CREATE TABLE idx_date (
     lo   BIGINT  NOT NULL,
     hi   BIGINT  NOT NULL
 );
+-- One index serves every prefix: lo and hi are both in it, so `hi`-only conditions scan the
+-- parameter's rows in the index without touching the table.
 CREATE INDEX idx_date_lo ON idx_date (pid, lo, hi, rkey);
-CREATE INDEX idx_date_hi ON idx_date (pid, hi, rkey);
 CREATE INDEX idx_date_rkey ON idx_date (rkey);
 
 -- number and quantity (system/code empty for plain numbers).

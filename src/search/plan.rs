@@ -159,7 +159,10 @@ fn value_condition(
         (ParamType::Token, None | Some("not")) => Ok(cond::token(v, b)),
         (ParamType::Token, Some("text")) => Ok(cond::string_starts(v, b)),
         (ParamType::String, None) => Ok(cond::string_starts(v, b)),
-        (ParamType::String, Some("exact")) => Ok(format!("x.exact = {}", b.text(v))),
+        // The folded form narrows by index; the exact comparison decides.
+        (ParamType::String, Some("exact")) => {
+            Ok(format!("(x.norm = {} AND x.exact = {})", b.text(super::index::fold(v)), b.text(v)))
+        }
         (ParamType::String, Some("contains")) => Ok(cond::string_contains(v, b)),
         (ParamType::Reference, m) => cond::reference(v, m, b),
         (ParamType::Date, None) => cond::date(v, "x.lo", "x.hi", b),
