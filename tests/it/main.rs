@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod conditional;
 mod crud;
+mod differential;
 mod errors;
 mod formats;
 mod history;
