@@ -21,3 +21,8 @@ with open(dst, "w", encoding="utf-8") as f:
     json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
     f.write("\n")
 print(f"{len(entries)} SearchParameters -> {dst}")
+
+# The CompartmentDefinitions (code, and per resource type the parameters that link to the
+# compartment) are trimmed the same way:
+#   for f in ../shared/fhir-r4/compartments/*.json: keep resourceType, id, url, name, code and
+#   resource[].{code,param} → conformance/compartments/<same name>

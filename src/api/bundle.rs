@@ -119,7 +119,8 @@ fn full_url(ctx: &Ctx, v: &Version) -> String {
     format!("{}/{}/{}", ctx.base, v.rtype, v.id)
 }
 
-pub fn searchset(ctx: &Ctx, rtype: &str, query: &str, result: SearchResult) -> Result<Response> {
+/// `path` is the search's path below the base: `Patient` or `Patient/123/Immunization`.
+pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Result<Response> {
     // Links show the parameters that were applied, not the ones ignored (search.html#conformance).
     let ignored: Vec<&str> = result.ignored.iter().filter_map(|i| i.expression.as_deref()).collect();
     let applied = url::form_urlencoded::Serializer::new(String::new())
@@ -131,10 +132,10 @@ pub fn searchset(ctx: &Ctx, rtype: &str, query: &str, result: SearchResult) -> R
     let cursor = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.into_owned());
-    let mut link = vec![Link { relation: "self", url: page_url(ctx, rtype, query, cursor.as_deref()) }];
-    link.push(Link { relation: "first", url: page_url(ctx, rtype, query, None) });
+    let mut link = vec![Link { relation: "self", url: page_url(ctx, path, query, cursor.as_deref()) }];
+    link.push(Link { relation: "first", url: page_url(ctx, path, query, None) });
     if let Some(next) = &result.next {
-        link.push(Link { relation: "next", url: page_url(ctx, rtype, query, Some(next)) });
+        link.push(Link { relation: "next", url: page_url(ctx, path, query, Some(next)) });
     }
     let mut entry = Vec::with_capacity(result.hits.len() + 1);
     for v in &result.hits {

@@ -74,6 +74,7 @@ pub fn capability_statement(base: &str) -> Value {
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": "history-system"}],
+            "compartment": crate::search::compartment::urls(),
         }],
     })
 }

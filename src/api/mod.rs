@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{rtype}/{id}", get(rest::read).put(rest::update).patch(rest::patch).delete(rest::delete))
         .route("/{rtype}/{id}/_history", get(rest::history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(rest::vread))
+        .route("/{ctype}/{cid}/{rtype}", get(rest::search_compartment))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()

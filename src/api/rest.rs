@@ -275,6 +275,26 @@ pub async fn search_get(State(s): State<Arc<AppState>>, Path(rtype): Path<String
     .await
 }
 
+/// GET `Patient/123/Immunization?…`: a search within a compartment.
+pub async fn search_compartment(
+    State(s): State<Arc<AppState>>,
+    Path((ctype, cid, rtype)): Path<(String, String, String)>,
+    ctx: Ctx,
+) -> Response {
+    ctx.run(async {
+        check_type(&ctype)?;
+        check_id(&cid)?;
+        check_type(&rtype)?;
+        if !crate::search::compartment::is_compartment(&ctype) {
+            return Err(Error::NotFound(format!("{ctype} has no compartment")));
+        }
+        let query = ctx.criteria_query();
+        let result = s.engine.search_in(Some((&ctype, &cid)), &rtype, &query, ctx.handling).await?;
+        bundle::searchset(&ctx, &format!("{ctype}/{cid}/{rtype}"), &query, result)
+    })
+    .await
+}
+
 /// POST `_search`: criteria in an `application/x-www-form-urlencoded` body, plus the URL's.
 pub async fn search_post(
     State(s): State<Arc<AppState>>,

@@ -84,8 +84,22 @@ impl Engine {
     /// Type-level search. Unknown or unsupported criteria are reported (lenient) or refused
     /// (strict).
     pub async fn search(&self, rtype: &str, query: &str, handling: Handling) -> Result<SearchResult> {
+        self.search_in(None, rtype, query, handling).await
+    }
+
+    /// Search, optionally within a compartment `(type, id)` such as `("Patient", "123")`.
+    pub async fn search_in(
+        &self,
+        compartment: Option<(&str, &str)>,
+        rtype: &str,
+        query: &str,
+        handling: Handling,
+    ) -> Result<SearchResult> {
         let q = SearchQuery::parse(query)?;
         let mut plan = search::plan(&self.store, rtype, &q.criteria, handling)?;
+        if let Some((ctype, cid)) = compartment {
+            search::restrict_to_compartment(&self.store, &mut plan, ctype, cid, rtype)?;
+        }
         for name in &q.unsupported {
             let issue =
                 Issue::new(IssueCode::NotSupported, format!("'{name}' is not supported yet and was ignored"));

@@ -1,12 +1,13 @@
 //! Search: the SearchParameter registry, index extraction, query parsing and planning.
 
+pub mod compartment;
 pub mod conditions;
 pub mod index;
 pub mod plan;
 pub mod query;
 pub mod registry;
 
-pub use plan::{Handling, Plan, plan};
+pub use plan::{Handling, Plan, plan, restrict_to_compartment};
 pub use query::{Criterion, SearchQuery};
 pub use registry::{ParamType, Registry, SearchParam};
 

@@ -2,6 +2,7 @@
 //! one EXISTS per criterion against the parameter's index table. No client value is ever
 //! spliced into SQL text.
 
+use super::compartment;
 use super::conditions as cond;
 use super::query::Criterion;
 use super::registry::{ParamType, Registry, SearchParam};
@@ -71,6 +72,44 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
     }
     let sql = if conds.is_empty() { "1 = 1".to_string() } else { conds.join(" AND ") };
     Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
+}
+
+/// Restricts a plan to the resources in the compartment `ctype/cid` (e.g. `Patient/123`): those
+/// whose compartment parameters reference it, and the compartment's own resource.
+pub fn restrict_to_compartment(
+    store: &Store,
+    plan: &mut Plan,
+    ctype: &str,
+    cid: &str,
+    rtype: &str,
+) -> Result<()> {
+    let params = compartment::params(ctype, rtype).ok_or_else(|| {
+        Error::invalid(IssueCode::NotSupported, format!("{rtype} is not part of the {ctype} compartment"))
+    })?;
+    let mut b = Binder { binds: std::mem::take(&mut plan.filter.binds) };
+    let mut alts = Vec::new();
+    let pids: Vec<String> = params
+        .iter()
+        .filter_map(|p| store.param_id(rtype, p))
+        .map(|pid| b.push(Bind::Int(pid.into())))
+        .collect();
+    if !pids.is_empty() {
+        let (t, id) = (b.text(ctype), b.text(cid));
+        alts.push(format!(
+            "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid IN ({}) \
+             AND x.target_type = {t} AND x.target_id = {id})",
+            pids.join(", ")
+        ));
+    }
+    if rtype == ctype || params.iter().any(|p| p == "{def}") {
+        alts.push(format!("r.id = {}", b.text(cid)));
+    }
+    if alts.is_empty() {
+        alts.push("1 = 0".into());
+    }
+    plan.filter.sql = format!("({}) AND ({})", plan.filter.sql, alts.join(" OR "));
+    plan.filter.binds = b.binds;
+    Ok(())
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {

@@ -488,3 +488,34 @@ both!(malformed_values_are_refused, |srv| {
         outcome(resp, 400).await;
     }
 });
+
+both!(patient_compartment, |srv| {
+    put(srv, "Patient/c1", json!({})).await;
+    put(srv, "Patient/c2", json!({})).await;
+    let imm = |patient: &str| {
+        json!({
+            "status": "completed", "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140"}]},
+            "patient": {"reference": format!("Patient/{patient}")}, "occurrenceDateTime": "2024-10-01"
+        })
+    };
+    put(srv, "Immunization/i1", imm("c1")).await;
+    put(srv, "Immunization/i2", imm("c1")).await;
+    put(srv, "Immunization/i3", imm("c2")).await;
+    put(srv, "Observation/o1", obs(json!({"subject": {"reference": "Patient/c1"}, "status": "final"}))).await;
+    put(srv, "Observation/o2", obs(json!({"performer": [{"reference": "Patient/c1"}], "status": "amended"})))
+        .await;
+    put(srv, "Observation/o3", obs(json!({"subject": {"reference": "Patient/c2"}}))).await;
+    check(srv, "Patient/c1/Immunization", &["i1", "i2"]).await;
+    check(srv, "Patient/c2/Immunization", &["i3"]).await;
+    // subject or performer puts an Observation in the compartment; criteria still apply
+    check(srv, "Patient/c1/Observation", &["o1", "o2"]).await;
+    check(srv, "Patient/c1/Observation?status=amended", &["o2"]).await;
+    check(srv, "Patient/c1/Patient", &["c1"]).await;
+    check(srv, "Patient/nobody/Immunization", &[]).await;
+    // R4's Patient compartment has no Task parameters; unknown types are unknown
+    outcome(srv.get("Patient/c1/Task").await, 400).await;
+    outcome(srv.get("Patient/c1/Banana").await, 404).await;
+    let bundle = json(srv.get("Patient/c1/Immunization?_count=1").await).await;
+    let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap();
+    assert!(next["url"].as_str().unwrap().contains("/Patient/c1/Immunization?"), "{bundle}");
+});
