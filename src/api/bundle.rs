@@ -146,6 +146,14 @@ pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Re
             ..Entry::default()
         });
     }
+    for v in &result.included {
+        entry.push(Entry {
+            full_url: Some(full_url(ctx, v)),
+            resource: Some(raw(&v.body)?),
+            search: Some(SearchInfo { mode: "include" }),
+            ..Entry::default()
+        });
+    }
     if !result.ignored.is_empty() {
         let oo = respond::outcome(&result.ignored, "warning");
         entry.push(Entry {

@@ -19,6 +19,8 @@ pub struct History {
 /// One page of search results.
 pub struct SearchResult {
     pub hits: Vec<Version>,
+    /// Resources added by `_include` / `_revinclude`.
+    pub included: Vec<Version>,
     pub next: Option<String>,
     pub total: Option<i64>,
     pub count: usize,
@@ -121,8 +123,10 @@ impl Engine {
             Some("none") => None,
             _ => Some(self.store.count(rtype, &plan.filter).await?),
         };
+        let included = self.included(&hits, &q.includes).await?;
         Ok(SearchResult {
             hits: hits.into_iter().map(|h| h.version).collect(),
+            included,
             next,
             total,
             count,

@@ -21,13 +21,24 @@ pub struct SearchQuery {
     pub total: Option<String>,
     /// Result parameters this server does not implement yet, reported back as warnings.
     pub unsupported: Vec<String>,
+    /// `_include` / `_revinclude` values, in order.
+    pub includes: Vec<Include>,
+}
+
+/// One `_include` or `_revinclude`: `source:param[:target]`, `*` for every reference parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub reverse: bool,
+    pub iterate: bool,
+    pub source: String,
+    pub param: String,
+    pub target: Option<String>,
 }
 
 /// Parameters about the response format, handled by the api layer, never criteria.
 const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 /// Result parameters defined by the specification that are not implemented yet.
-const LATER: &[&str] =
-    &["_sort", "_include", "_revinclude", "_summary", "_elements", "_contained", "_containedType"];
+const LATER: &[&str] = &["_sort", "_summary", "_elements", "_contained", "_containedType"];
 
 impl SearchQuery {
     pub fn parse(query: &str) -> Result<SearchQuery> {
@@ -40,6 +51,9 @@ impl SearchQuery {
                 "_cursor" => q.cursor = Some(value.into_owned()),
                 "_total" => q.total = Some(value.into_owned()),
                 n if FORMAT_PARAMS.contains(&n) => {}
+                n if n.starts_with("_include") || n.starts_with("_revinclude") => {
+                    q.includes.push(parse_include(n, &value)?);
+                }
                 n if LATER.contains(&n.split(':').next().unwrap_or(n)) => q.unsupported.push(n.to_string()),
                 _ => {
                     if value.is_empty() {
@@ -61,6 +75,33 @@ impl SearchQuery {
         }
         Ok(q)
     }
+}
+
+fn parse_include(name: &str, value: &str) -> Result<Include> {
+    let (base, modifier) = name.split_once(':').unwrap_or((name, ""));
+    let iterate = matches!(modifier, "iterate" | "recurse");
+    if !modifier.is_empty() && !iterate {
+        return Err(Error::invalid_at(IssueCode::Value, format!("unknown modifier in '{name}'"), name));
+    }
+    let mut parts = value.split(':');
+    let (source, param) = match (parts.next(), parts.next()) {
+        (Some("*"), None) => ("*", "*"),
+        (Some(s), Some(p)) if !s.is_empty() && !p.is_empty() => (s, p),
+        _ => {
+            return Err(Error::invalid_at(
+                IssueCode::Value,
+                format!("{name} must be Type:parameter[:targetType], got '{value}'"),
+                name,
+            ));
+        }
+    };
+    Ok(Include {
+        reverse: base == "_revinclude",
+        iterate,
+        source: source.to_string(),
+        param: param.to_string(),
+        target: parts.next().map(str::to_string),
+    })
 }
 
 fn parse_count(value: &str) -> Result<usize> {

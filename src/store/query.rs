@@ -138,6 +138,31 @@ impl Store {
             .collect())
     }
 
+    /// The (type, id) targets of the reference index rows of `rkeys` for parameters `pids`.
+    pub async fn reference_targets(&self, rkeys: &[i64], pids: &[i32]) -> Result<Vec<(String, String)>> {
+        if rkeys.is_empty() || pids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut binds: Vec<Bind> = rkeys.iter().map(|k| Bind::Int(*k)).collect();
+        let keys: Vec<String> = (1..=rkeys.len()).map(|i| format!("${i}")).collect();
+        let params: Vec<String> = pids
+            .iter()
+            .map(|p| {
+                binds.push(Bind::Int((*p).into()));
+                format!("${}", binds.len())
+            })
+            .collect();
+        let sql = format!(
+            "SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.rkey IN ({}) \
+             AND x.pid IN ({}) AND x.target_type IS NOT NULL AND x.target_id IS NOT NULL",
+            keys.join(", "),
+            params.join(", ")
+        );
+        let rows: Vec<(String, String)> = on_backend!(self, pool =>
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter()).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
     pub async fn count(&self, rtype: &str, filter: &Filter) -> Result<i64> {
         let sql = format!(
             "SELECT COUNT(*) FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted",

@@ -519,3 +519,83 @@ both!(patient_compartment, |srv| {
     let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap();
     assert!(next["url"].as_str().unwrap().contains("/Patient/c1/Immunization?"), "{bundle}");
 });
+
+/// (mode, Type/id) of every entry, in order.
+async fn entries(srv: &Srv, query: &str) -> Vec<(String, String)> {
+    let bundle = json(srv.get(query).await).await;
+    assert_eq!(bundle["type"], "searchset", "{query}: {bundle}");
+    bundle["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .map(|e| {
+                    let r = &e["resource"];
+                    (
+                        e["search"]["mode"].as_str().unwrap().to_string(),
+                        format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap_or("")),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+both!(include_and_revinclude, |srv| {
+    put(srv, "Organization/org1", json!({"name": "Clinic"})).await;
+    put(srv, "Practitioner/dr1", json!({})).await;
+    put(srv, "Patient/a", json!({"managingOrganization": {"reference": "Organization/org1"}, "generalPractitioner": [{"reference": "Practitioner/dr1"}]})).await;
+    put(srv, "Patient/b", json!({"managingOrganization": {"reference": "Organization/org1"}})).await;
+    let imm = |patient: &str| {
+        json!({
+            "status": "completed", "vaccineCode": {"text": "flu"},
+            "patient": {"reference": format!("Patient/{patient}")}, "occurrenceDateTime": "2024-10-01"
+        })
+    };
+    put(srv, "Immunization/ia", imm("a")).await;
+    put(srv, "Immunization/ib", imm("b")).await;
+    let m = |s: &str| ("match".to_string(), s.to_string());
+    let i = |s: &str| ("include".to_string(), s.to_string());
+
+    // forward: each referenced patient once, after the matches
+    assert_eq!(
+        entries(srv, "Immunization?_include=Immunization:patient").await,
+        vec![m("Immunization/ia"), m("Immunization/ib"), i("Patient/a"), i("Patient/b")]
+    );
+    // the total counts matches only
+    let bundle = json(srv.get("Immunization?_include=Immunization:patient").await).await;
+    assert_eq!(bundle["total"], 2);
+    // target type restriction and wildcard
+    assert_eq!(
+        entries(srv, "Patient?_id=a&_include=Patient:general-practitioner:Practitioner").await,
+        vec![m("Patient/a"), i("Practitioner/dr1")]
+    );
+    assert_eq!(
+        entries(srv, "Patient?_id=a&_include=Patient:general-practitioner:Organization").await,
+        vec![m("Patient/a")]
+    );
+    assert_eq!(
+        entries(srv, "Patient?_id=a&_include=Patient:*").await,
+        vec![m("Patient/a"), i("Organization/org1"), i("Practitioner/dr1")]
+    );
+    // reverse: the immunizations that point at the matched patients
+    assert_eq!(
+        entries(srv, "Patient?_id=a&_revinclude=Immunization:patient").await,
+        vec![m("Patient/a"), i("Immunization/ia")]
+    );
+    // :iterate follows what the previous round added
+    assert_eq!(
+        entries(
+            srv,
+            "Immunization?_id=ia&_include=Immunization:patient&_include:iterate=Patient:organization"
+        )
+        .await,
+        vec![m("Immunization/ia"), i("Patient/a"), i("Organization/org1")]
+    );
+    assert_eq!(
+        entries(srv, "Immunization?_id=ia&_include=Immunization:patient&_include=Patient:organization").await,
+        vec![m("Immunization/ia"), i("Patient/a")],
+        "without :iterate the second include applies to the matches only"
+    );
+    outcome(srv.get("Immunization?_include=Immunization:status").await, 400).await;
+    outcome(srv.get("Immunization?_include=nonsense").await, 400).await;
+});
