@@ -110,7 +110,9 @@ impl Engine {
             }
             plan.ignored.push(issue.at(name.clone()));
         }
-        let count = self.page_size(q.count);
+        // _summary=count: the total alone.
+        let summary_count = q.summary.as_deref() == Some("count");
+        let count = if summary_count { 0 } else { self.page_size(q.count) };
         let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
         let mut hits = if count == 0 {
             Vec::new()
@@ -120,19 +122,29 @@ impl Engine {
         let next = (hits.len() > count).then(|| hits[count - 1].rkey.to_string());
         hits.truncate(count);
         let total = match q.total.as_deref() {
-            Some("none") => None,
+            Some("none") if !summary_count => None,
             _ => Some(self.store.count(rtype, &plan.filter).await?),
         };
         let included = self.included(&hits, &q.includes).await?;
-        Ok(SearchResult {
-            hits: hits.into_iter().map(|h| h.version).collect(),
-            included,
-            next,
-            total,
-            count,
-            ignored: plan.ignored,
-        })
+        let mut hits: Vec<Version> = hits.into_iter().map(|h| h.version).collect();
+        if !q.elements.is_empty() || q.summary.as_deref() == Some("data") {
+            for v in &mut hits {
+                v.body = subset(&v.body, &q.elements)?;
+            }
+        }
+        Ok(SearchResult { hits, included, next, total, count, ignored: plan.ignored })
     }
+}
+
+/// Applies `_elements` (or, without elements, `_summary=data`) to a stored body.
+fn subset(body: &[u8], elements: &[String]) -> Result<Vec<u8>> {
+    let value = crate::resource::parse_json(body)?;
+    let value = if elements.is_empty() {
+        crate::resource::without_text(&value)
+    } else {
+        crate::resource::only_elements(&value, elements)
+    };
+    serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn parse_count(value: &str) -> Result<usize> {

@@ -92,6 +92,47 @@ pub fn stamp(value: Value, id: &str, version: i64, last_updated_ms: i64) -> Valu
     Value::Object(out)
 }
 
+/// A copy of the resource with only the given top-level elements (plus `resourceType`, `id`,
+/// `meta`), tagged SUBSETTED as search.html#elements requires.
+pub fn only_elements(value: &Value, elements: &[String]) -> Value {
+    let Value::Object(obj) = value else { return value.clone() };
+    let kept: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| {
+            let name = k.trim_start_matches('_');
+            matches!(name, "resourceType" | "id" | "meta") || elements.iter().any(|e| e == name)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    subsetted(Value::Object(kept))
+}
+
+/// `_summary=data`: everything but the narrative.
+pub fn without_text(value: &Value) -> Value {
+    let Value::Object(obj) = value else { return value.clone() };
+    let mut obj = obj.clone();
+    obj.shift_remove("text");
+    subsetted(Value::Object(obj))
+}
+
+fn subsetted(mut value: Value) -> Value {
+    let tag = serde_json::json!({
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+        "code": "SUBSETTED",
+        "display": "As requested, resource has been subsetted"
+    });
+    if let Some(obj) = value.as_object_mut() {
+        let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+        if let Some(meta) = meta.as_object_mut() {
+            match meta.entry("tag").or_insert_with(|| Value::Array(Vec::new())) {
+                Value::Array(tags) => tags.push(tag),
+                other => *other = Value::Array(vec![tag]),
+            }
+        }
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

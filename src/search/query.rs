@@ -19,6 +19,10 @@ pub struct SearchQuery {
     pub count: Option<usize>,
     pub cursor: Option<String>,
     pub total: Option<String>,
+    /// `_summary`: `count`, `data` or `false` (the others are not implemented yet).
+    pub summary: Option<String>,
+    /// `_elements`: the top-level elements to return.
+    pub elements: Vec<String>,
     /// Result parameters this server does not implement yet, reported back as warnings.
     pub unsupported: Vec<String>,
     /// `_include` / `_revinclude` values, in order.
@@ -38,7 +42,7 @@ pub struct Include {
 /// Parameters about the response format, handled by the api layer, never criteria.
 const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 /// Result parameters defined by the specification that are not implemented yet.
-const LATER: &[&str] = &["_sort", "_summary", "_elements", "_contained", "_containedType"];
+const LATER: &[&str] = &["_sort", "_contained", "_containedType"];
 
 impl SearchQuery {
     pub fn parse(query: &str) -> Result<SearchQuery> {
@@ -50,6 +54,20 @@ impl SearchQuery {
                 "_count" => q.count = Some(parse_count(&value)?),
                 "_cursor" => q.cursor = Some(value.into_owned()),
                 "_total" => q.total = Some(value.into_owned()),
+                "_summary" => match value.as_ref() {
+                    "count" | "data" | "false" => q.summary = Some(value.into_owned()),
+                    "true" | "text" => q.unsupported.push(format!("_summary={value}")),
+                    other => {
+                        return Err(Error::invalid_at(
+                            IssueCode::Value,
+                            format!("_summary must be true, text, data, count or false, got '{other}'"),
+                            "_summary",
+                        ));
+                    }
+                },
+                "_elements" => q
+                    .elements
+                    .extend(value.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string)),
                 n if FORMAT_PARAMS.contains(&n) => {}
                 n if n.starts_with("_include") || n.starts_with("_revinclude") => {
                     q.includes.push(parse_include(n, &value)?);

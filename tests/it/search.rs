@@ -599,3 +599,32 @@ both!(include_and_revinclude, |srv| {
     outcome(srv.get("Immunization?_include=Immunization:status").await, 400).await;
     outcome(srv.get("Immunization?_include=nonsense").await, 400).await;
 });
+
+both!(summary_and_elements, |srv| {
+    let narrative =
+        json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"});
+    put(
+        srv,
+        "Patient/s1",
+        json!({"text": narrative, "gender": "male", "birthDate": "1980-01-01", "active": true}),
+    )
+    .await;
+    put(srv, "Patient/s2", json!({"gender": "male"})).await;
+    let count = json(srv.get("Patient?gender=male&_summary=count").await).await;
+    assert_eq!(count["total"], 2);
+    assert!(count.get("entry").is_none(), "{count}");
+    let subset = json(srv.get("Patient?_id=s1&_elements=gender,birthDate").await).await;
+    let r = &subset["entry"][0]["resource"];
+    assert_eq!((r["gender"].as_str(), r["birthDate"].as_str()), (Some("male"), Some("1980-01-01")));
+    assert!(r.get("active").is_none() && r.get("text").is_none(), "{r}");
+    assert_eq!(r["id"], "s1");
+    assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
+    let data = json(srv.get("Patient?_id=s1&_summary=data").await).await;
+    let r = &data["entry"][0]["resource"];
+    assert!(r.get("text").is_none() && r["active"] == true, "{r}");
+    assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
+    // the stored resource is untouched
+    let stored = json(srv.get("Patient/s1").await).await;
+    assert!(stored.get("text").is_some() && stored["meta"].get("tag").is_none());
+    outcome(srv.get("Patient?_summary=banana").await, 400).await;
+});
