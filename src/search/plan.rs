@@ -47,6 +47,10 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
     let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
+        if let Some((head, rest)) = c.raw_name.split_once('.') {
+            conds.push(chain(store, rtype, head, rest, c, &mut b, 1)?);
+            continue;
+        }
         let param = match registry.get(rtype, &c.code) {
             Some(p) if p.indexed() => p,
             other => {
@@ -110,6 +114,85 @@ pub fn restrict_to_compartment(
     plan.filter.sql = format!("({}) AND ({})", plan.filter.sql, alts.join(" OR "));
     plan.filter.binds = b.binds;
     Ok(())
+}
+
+/// Longest chain accepted (`a.b.c.d`).
+const MAX_CHAIN: usize = 4;
+
+/// A chained criterion `head.rest` (search.html#chaining): `head` is a reference parameter of
+/// `rtype` (optionally `param:Type`), `rest` a criterion on the referenced resources, itself
+/// possibly chained. Chains are always strict: a typo must not widen the result.
+fn chain(
+    store: &Store,
+    rtype: &str,
+    head: &str,
+    rest: &str,
+    c: &Criterion,
+    b: &mut Binder,
+    depth: usize,
+) -> Result<String> {
+    if depth > MAX_CHAIN {
+        return Err(invalid(c, format!("chains are limited to {MAX_CHAIN} links")));
+    }
+    let (code, typed) = match head.split_once(':') {
+        Some((code, t)) => (code, Some(t)),
+        None => (head, None),
+    };
+    let registry = Registry::global();
+    let param = registry
+        .get(rtype, code)
+        .filter(|p| p.kind == ParamType::Reference && p.in_index_tables())
+        .ok_or_else(|| invalid(c, format!("'{code}' is not a reference parameter of {rtype}")))?;
+    let next_code = rest.split(['.', ':']).next().unwrap_or_default();
+    let targets: Vec<&str> = match typed {
+        Some(t) if param.targets.iter().any(|x| x == t) => vec![t],
+        Some(t) => return Err(invalid(c, format!("'{code}' cannot refer to {t}"))),
+        None => param
+            .targets
+            .iter()
+            .map(String::as_str)
+            .filter(|t| next_code.starts_with('_') || registry.get(t, next_code).is_some())
+            .collect(),
+    };
+    if targets.is_empty() {
+        return Err(invalid(c, format!("no target of '{code}' has a search parameter '{next_code}'")));
+    }
+    let pid = store
+        .param_id(rtype, code)
+        .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{code} has no index id")))?;
+    let p = b.push(Bind::Int(pid.into()));
+    let mut alts = Vec::new();
+    for t in targets {
+        let inner = match rest.split_once('.') {
+            Some((h, r)) => chain(store, t, h, r, c, b, depth + 1)?,
+            None => {
+                let (icode, imod) = match rest.split_once(':') {
+                    Some((ic, m)) => (ic.to_string(), Some(m.to_string())),
+                    None => (rest.to_string(), None),
+                };
+                let inner_c = Criterion {
+                    code: icode,
+                    modifier: imod,
+                    values: c.values.clone(),
+                    raw_name: c.raw_name.clone(),
+                };
+                let iparam = registry.get(t, &inner_c.code).filter(|p| p.indexed()).ok_or_else(|| {
+                    invalid(c, format!("'{}' is not a supported parameter of {t}", inner_c.code))
+                })?;
+                criterion(store, t, iparam, &inner_c, b)?
+            }
+        };
+        let tp = b.text(t);
+        // The inner `r` and `x` shadow the outer ones inside the subquery.
+        alts.push(format!(
+            "(x.target_type = {tp} AND x.target_id IN (SELECT r.id FROM resource r WHERE r.rtype = {tp} \
+             AND NOT r.deleted AND {inner}))"
+        ));
+    }
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
+        alts.join(" OR ")
+    ))
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {

@@ -50,6 +50,8 @@ pub struct SearchParam {
     pub expression: Option<String>,
     /// The expression, parsed once; `None` when there is none or it does not parse.
     pub compiled: Option<Arc<Expr>>,
+    /// For reference parameters: the resource types it may point to.
+    pub targets: Vec<String>,
 }
 
 impl SearchParam {
@@ -98,6 +100,8 @@ struct RawParam {
     #[serde(default)]
     description: String,
     expression: Option<String>,
+    #[serde(default)]
+    target: Vec<String>,
 }
 
 pub struct Registry {
@@ -136,6 +140,7 @@ impl Registry {
                         }
                     }),
                     expression,
+                    targets: raw.target.clone(),
                 };
                 if base == "Resource" || base == "DomainResource" {
                     common.insert(raw.code.clone(), param);

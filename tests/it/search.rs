@@ -628,3 +628,48 @@ both!(summary_and_elements, |srv| {
     assert!(stored.get("text").is_some() && stored["meta"].get("tag").is_none());
     outcome(srv.get("Patient?_summary=banana").await, 400).await;
 });
+
+both!(chained_parameters, |srv| {
+    put(srv, "Organization/sys", json!({"name": "Health System"})).await;
+    put(
+        srv,
+        "Organization/org1",
+        json!({"name": "Riverside Clinic", "partOf": {"reference": "Organization/sys"}}),
+    )
+    .await;
+    put(srv, "Organization/org2", json!({"name": "Hilltop"})).await;
+    put(srv, "Practitioner/dr1", json!({"name": [{"family": "House"}]})).await;
+    put(srv, "Patient/a", json!({"name": [{"family": "Alvarez"}], "managingOrganization": {"reference": "Organization/org1"}, "generalPractitioner": [{"reference": "Practitioner/dr1"}]})).await;
+    put(
+        srv,
+        "Patient/b",
+        json!({"name": [{"family": "Baker"}], "managingOrganization": {"reference": "Organization/org2"}}),
+    )
+    .await;
+    let imm = |patient: &str| {
+        json!({
+            "status": "completed", "vaccineCode": {"text": "flu"},
+            "patient": {"reference": format!("Patient/{patient}")}, "occurrenceDateTime": "2024-10-01"
+        })
+    };
+    put(srv, "Immunization/ia", imm("a")).await;
+    put(srv, "Immunization/ib", imm("b")).await;
+    put(srv, "Observation/oa", obs(json!({"subject": {"reference": "Patient/a"}}))).await;
+    put(srv, "Observation/og", obs(json!({"subject": {"reference": "Group/g1"}}))).await;
+
+    check(srv, "Immunization?patient.family=alv", &["ia"]).await;
+    check(srv, "Immunization?patient.name=BAK", &["ib"]).await;
+    check(srv, "Immunization?patient.organization.name=river", &["ia"]).await;
+    check(srv, "Immunization?patient.organization.name:exact=Hilltop", &["ib"]).await;
+    check(srv, "Immunization?patient.organization.partof.name=health", &["ia"]).await;
+    check(srv, "Immunization?patient.general-practitioner:Practitioner.family=house", &["ia"]).await;
+    check(srv, "Immunization?patient._id=b", &["ib"]).await;
+    check(srv, "Observation?subject:Patient.family=alv", &["oa"]).await;
+    check(srv, "Observation?subject.family=alv", &["oa"]).await;
+    check(srv, "Observation?subject:Patient.family=baker", &[]).await;
+    // a chain combines with other criteria (AND) and with commas (OR)
+    check(srv, "Immunization?patient.family=alv,bak&status=completed", &["ia", "ib"]).await;
+    outcome(srv.get("Immunization?patient.banana=1").await, 400).await;
+    outcome(srv.get("Immunization?status.name=x").await, 400).await;
+    outcome(srv.get("Immunization?patient:Organization.name=x").await, 400).await;
+});
