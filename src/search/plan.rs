@@ -47,6 +47,10 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
     let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
+        if c.code == "_has" {
+            conds.push(has(store, rtype, c.modifier.as_deref().unwrap_or_default(), c, &mut b, 1)?);
+            continue;
+        }
         if let Some((head, rest)) = c.raw_name.split_once('.') {
             conds.push(chain(store, rtype, head, rest, c, &mut b, 1)?);
             continue;
@@ -192,6 +196,58 @@ fn chain(
     Ok(format!(
         "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
         alts.join(" OR ")
+    ))
+}
+
+/// Reverse chaining `_has:Type:param:criterion` (search.html#has): resources referenced through
+/// `param` by some `Type` resource that matches `criterion` (itself possibly another `_has`).
+fn has(
+    store: &Store,
+    rtype: &str,
+    spec: &str,
+    c: &Criterion,
+    b: &mut Binder,
+    depth: usize,
+) -> Result<String> {
+    if depth > MAX_CHAIN {
+        return Err(invalid(c, format!("_has is limited to {MAX_CHAIN} levels")));
+    }
+    let mut parts = spec.splitn(3, ':');
+    let (Some(source), Some(code), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid(c, "_has needs the form _has:Type:parameter:criterion"));
+    };
+    if !crate::resource::is_resource_type(source) {
+        return Err(invalid(c, format!("unknown resource type '{source}'")));
+    }
+    let registry = Registry::global();
+    registry
+        .get(source, code)
+        .filter(|p| p.kind == ParamType::Reference && p.in_index_tables())
+        .ok_or_else(|| invalid(c, format!("'{code}' is not a reference parameter of {source}")))?;
+    let pid = store
+        .param_id(source, code)
+        .ok_or_else(|| Error::Internal(format!("search parameter {source}.{code} has no index id")))?;
+    let (p, t, s) = (b.push(Bind::Int(pid.into())), b.text(rtype), b.text(source));
+    let inner = if let Some(nested) = rest.strip_prefix("_has:") {
+        has(store, source, nested, c, b, depth + 1)?
+    } else if let Some((head, tail)) = rest.split_once('.') {
+        chain(store, source, head, tail, c, b, depth + 1)?
+    } else {
+        let (icode, imod) = match rest.split_once(':') {
+            Some((ic, m)) => (ic.to_string(), Some(m.to_string())),
+            None => (rest.to_string(), None),
+        };
+        let inner_c =
+            Criterion { code: icode, modifier: imod, values: c.values.clone(), raw_name: c.raw_name.clone() };
+        let iparam = registry.get(source, &inner_c.code).filter(|p| p.indexed()).ok_or_else(|| {
+            invalid(c, format!("'{}' is not a supported parameter of {source}", inner_c.code))
+        })?;
+        criterion(store, source, iparam, &inner_c, b)?
+    };
+    // `r` outside the subquery is the resource searched; inside, the referencing one.
+    Ok(format!(
+        "r.id IN (SELECT h.target_id FROM idx_reference h JOIN resource r ON r.rkey = h.rkey \
+         WHERE h.pid = {p} AND h.target_type = {t} AND r.rtype = {s} AND NOT r.deleted AND {inner})"
     ))
 }
 

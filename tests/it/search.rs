@@ -673,3 +673,41 @@ both!(chained_parameters, |srv| {
     outcome(srv.get("Immunization?status.name=x").await, 400).await;
     outcome(srv.get("Immunization?patient:Organization.name=x").await, 400).await;
 });
+
+both!(reverse_chaining_has, |srv| {
+    for p in ["a", "b", "c"] {
+        put(srv, &format!("Patient/{p}"), json!({})).await;
+    }
+    let o = |patient: &str, code: &str| {
+        obs(json!({
+            "subject": {"reference": format!("Patient/{patient}")},
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]}
+        }))
+    };
+    put(srv, "Observation/o1", o("a", "4548-4")).await;
+    put(srv, "Observation/o2", o("b", "8867-4")).await;
+    put(srv, "Observation/o3", o("b", "4548-4")).await;
+    put(
+        srv,
+        "Encounter/e1",
+        json!({"status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/c"}}),
+    )
+    .await;
+    put(
+        srv,
+        "Observation/o4",
+        obs(json!({"encounter": {"reference": "Encounter/e1"}, "code": {"coding": [{"code": "X"}]}})),
+    )
+    .await;
+
+    check(srv, "Patient?_has:Observation:subject:code=4548-4", &["a", "b"]).await;
+    check(srv, "Patient?_has:Observation:patient:code=http://loinc.org|8867-4", &["b"]).await;
+    check(srv, "Patient?_has:Observation:subject:code=nothing", &[]).await;
+    // nested: patients with an encounter that has an observation coded X
+    check(srv, "Patient?_has:Encounter:subject:_has:Observation:encounter:code=X", &["c"]).await;
+    // combined with other criteria
+    check(srv, "Patient?_has:Observation:subject:code=4548-4&_id=b", &["b"]).await;
+    outcome(srv.get("Patient?_has:Observation:code:status=final").await, 400).await;
+    outcome(srv.get("Patient?_has:Banana:subject:code=1").await, 400).await;
+    outcome(srv.get("Patient?_has:Observation=1").await, 400).await;
+});
