@@ -57,7 +57,7 @@ impl Engine {
         let mut count = None;
         for (name, value) in params {
             match name.as_str() {
-                "_count" => count = Some(parse_count(value)?),
+                "_count" => count = Some(crate::search::query::parse_count(value)?),
                 "_since" => q.since = Some(parse_instant(name, value)?.0),
                 "_at" => q.at = Some(parse_instant(name, value)?.1 - 1),
                 "_cursor" => q.before = Some(parse_cursor(value)?),
@@ -145,16 +145,6 @@ fn subset(body: &[u8], elements: &[String]) -> Result<Vec<u8>> {
         crate::resource::only_elements(&value, elements)
     };
     serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn parse_count(value: &str) -> Result<usize> {
-    value.parse().map_err(|_| {
-        Error::invalid_at(
-            IssueCode::Value,
-            format!("_count must be a non-negative integer, got '{value}'"),
-            "_count",
-        )
-    })
 }
 
 fn parse_instant(name: &str, value: &str) -> Result<(i64, i64)> {

@@ -169,22 +169,7 @@ fn chain(
     for t in targets {
         let inner = match rest.split_once('.') {
             Some((h, r)) => chain(store, t, h, r, c, b, depth + 1)?,
-            None => {
-                let (icode, imod) = match rest.split_once(':') {
-                    Some((ic, m)) => (ic.to_string(), Some(m.to_string())),
-                    None => (rest.to_string(), None),
-                };
-                let inner_c = Criterion {
-                    code: icode,
-                    modifier: imod,
-                    values: c.values.clone(),
-                    raw_name: c.raw_name.clone(),
-                };
-                let iparam = registry.get(t, &inner_c.code).filter(|p| p.indexed()).ok_or_else(|| {
-                    invalid(c, format!("'{}' is not a supported parameter of {t}", inner_c.code))
-                })?;
-                criterion(store, t, iparam, &inner_c, b)?
-            }
+            None => last_link(store, t, rest, c, b)?,
         };
         let tp = b.text(t);
         // The inner `r` and `x` shadow the outer ones inside the subquery.
@@ -233,22 +218,28 @@ fn has(
     } else if let Some((head, tail)) = rest.split_once('.') {
         chain(store, source, head, tail, c, b, depth + 1)?
     } else {
-        let (icode, imod) = match rest.split_once(':') {
-            Some((ic, m)) => (ic.to_string(), Some(m.to_string())),
-            None => (rest.to_string(), None),
-        };
-        let inner_c =
-            Criterion { code: icode, modifier: imod, values: c.values.clone(), raw_name: c.raw_name.clone() };
-        let iparam = registry.get(source, &inner_c.code).filter(|p| p.indexed()).ok_or_else(|| {
-            invalid(c, format!("'{}' is not a supported parameter of {source}", inner_c.code))
-        })?;
-        criterion(store, source, iparam, &inner_c, b)?
+        last_link(store, source, rest, c, b)?
     };
     // `r` outside the subquery is the resource searched; inside, the referencing one.
     Ok(format!(
         "r.id IN (SELECT h.target_id FROM idx_reference h JOIN resource r ON r.rkey = h.rkey \
          WHERE h.pid = {p} AND h.target_type = {t} AND r.rtype = {s} AND NOT r.deleted AND {inner})"
     ))
+}
+
+/// The final, unchained `code[:modifier]` of a chain or `_has`, applied to `rtype` with the
+/// criterion's values.
+fn last_link(store: &Store, rtype: &str, rest: &str, c: &Criterion, b: &mut Binder) -> Result<String> {
+    let (code, modifier) = match rest.split_once(':') {
+        Some((code, m)) => (code.to_string(), Some(m.to_string())),
+        None => (rest.to_string(), None),
+    };
+    let inner = Criterion { code, modifier, values: c.values.clone(), raw_name: c.raw_name.clone() };
+    let param = Registry::global()
+        .get(rtype, &inner.code)
+        .filter(|p| p.indexed())
+        .ok_or_else(|| invalid(c, format!("'{}' is not a supported parameter of {rtype}", inner.code)))?;
+    criterion(store, rtype, param, &inner, b)
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {

@@ -122,7 +122,8 @@ fn parse_include(name: &str, value: &str) -> Result<Include> {
     })
 }
 
-fn parse_count(value: &str) -> Result<usize> {
+/// `_count`: a non-negative integer (search and history share it).
+pub fn parse_count(value: &str) -> Result<usize> {
     value.trim().parse::<usize>().map_err(|_| {
         Error::invalid_at(
             IssueCode::Value,
