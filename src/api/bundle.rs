@@ -134,6 +134,9 @@ pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Re
         .map(|(_, v)| v.into_owned());
     let mut link = vec![Link { relation: "self", url: page_url(ctx, path, query, cursor.as_deref()) }];
     link.push(Link { relation: "first", url: page_url(ctx, path, query, None) });
+    if let Some(previous) = &result.previous {
+        link.push(Link { relation: "previous", url: page_url(ctx, path, query, Some(previous)) });
+    }
     if let Some(next) = &result.next {
         link.push(Link { relation: "next", url: page_url(ctx, path, query, Some(next)) });
     }

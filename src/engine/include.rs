@@ -7,7 +7,7 @@ use super::Engine;
 use crate::error::{Error, IssueCode, Result};
 use crate::search::query::Include;
 use crate::search::{ParamType, Registry};
-use crate::store::{Bind, Filter, Hit, Version};
+use crate::store::{Bind, Filter, Hit, Page, Version};
 
 /// Most resources added to one page by includes; beyond it the rest is cut, with a warning.
 pub const MAX_INCLUDED: usize = 1000;
@@ -105,7 +105,11 @@ impl Engine {
                 sql: format!("r.id IN ({})", list.join(", ")),
                 binds: ids.into_iter().map(Bind::Text).collect(),
             };
-            out.extend(self.store.search(&t, &filter, None, MAX_INCLUDED as i64).await?);
+            out.extend(
+                self.store
+                    .search(&t, &filter, &Page { order: &[], position: None, limit: MAX_INCLUDED as i64 })
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -143,7 +147,13 @@ impl Engine {
                 id_list.join(", ")
             );
             out.extend(
-                self.store.search(&inc.source, &Filter { sql, binds }, None, MAX_INCLUDED as i64).await?,
+                self.store
+                    .search(
+                        &inc.source,
+                        &Filter { sql, binds },
+                        &Page { order: &[], position: None, limit: MAX_INCLUDED as i64 },
+                    )
+                    .await?,
             );
         }
         Ok(out)

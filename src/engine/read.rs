@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::Engine;
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::search::{self, Handling, SearchQuery};
-use crate::store::{HistoryQuery, HistoryScope, Version};
+use crate::store::{Filter, HistoryQuery, HistoryScope, Hit, Page, Position, SortKey, Version};
 
 /// One page of history, newest first.
 pub struct History {
@@ -22,6 +22,7 @@ pub struct SearchResult {
     /// Resources added by `_include` / `_revinclude`.
     pub included: Vec<Version>,
     pub next: Option<String>,
+    pub previous: Option<String>,
     pub total: Option<i64>,
     pub count: usize,
     /// Criteria that were ignored (lenient handling), reported as an OperationOutcome entry.
@@ -110,17 +111,16 @@ impl Engine {
             }
             plan.ignored.push(issue.at(name.clone()));
         }
+        let order = search::sort::keys(&self.store, rtype, &q.sort, &mut plan)?;
+        let position = q.cursor.as_deref().map(|c| search::sort::decode(c, &order)).transpose()?;
         // _summary=count: the total alone.
         let summary_count = q.summary.as_deref() == Some("count");
         let count = if summary_count { 0 } else { self.page_size(q.count) };
-        let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
-        let mut hits = if count == 0 {
-            Vec::new()
+        let (hits, next, previous) = if count == 0 {
+            (Vec::new(), None, None)
         } else {
-            self.store.search(rtype, &plan.filter, after, count as i64 + 1).await?
+            self.page(rtype, &plan.filter, &order, position.as_ref(), count).await?
         };
-        let next = (hits.len() > count).then(|| hits[count - 1].rkey.to_string());
-        hits.truncate(count);
         let total = match q.total.as_deref() {
             Some("none") if !summary_count => None,
             _ => Some(self.store.count(rtype, &plan.filter).await?),
@@ -132,7 +132,42 @@ impl Engine {
                 v.body = subset(&v.body, &q.elements)?;
             }
         }
-        Ok(SearchResult { hits, included, next, total, count, ignored: plan.ignored })
+        Ok(SearchResult { hits, included, next, previous, total, count, ignored: plan.ignored })
+    }
+}
+
+impl Engine {
+    /// One page from `position` with the cursors of the pages after and before it.
+    async fn page(
+        &self,
+        rtype: &str,
+        filter: &Filter,
+        order: &[SortKey],
+        position: Option<&Position>,
+        count: usize,
+    ) -> Result<(Vec<Hit>, Option<String>, Option<String>)> {
+        let page = Page { order, position, limit: count as i64 + 1 };
+        let mut hits = self.store.search(rtype, filter, &page).await?;
+        let more = hits.len() > count;
+        hits.truncate(count);
+        let backward = position.is_some_and(|p| p.backward);
+        if backward {
+            hits.reverse();
+        }
+        let cursor = |h: &Hit, backward: bool| {
+            search::sort::encode(&Position { values: h.sort.clone(), rkey: h.rkey, backward })
+        };
+        // Paging forward, there are earlier rows whenever we did not start at the top; paging
+        // backward, there are later rows: the page we came from.
+        let (next, previous) = if backward {
+            (hits.last().map(|h| cursor(h, false)), hits.first().filter(|_| more).map(|h| cursor(h, true)))
+        } else {
+            (
+                hits.last().filter(|_| more).map(|h| cursor(h, false)),
+                hits.first().filter(|_| position.is_some()).map(|h| cursor(h, true)),
+            )
+        };
+        Ok((hits, next, previous))
     }
 }
 

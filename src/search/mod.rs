@@ -6,6 +6,7 @@ pub mod index;
 pub mod plan;
 pub mod query;
 pub mod registry;
+pub mod sort;
 
 pub use plan::{Handling, Plan, plan, restrict_to_compartment};
 pub use query::{Criterion, SearchQuery};

@@ -27,6 +27,8 @@ pub struct SearchQuery {
     pub unsupported: Vec<String>,
     /// `_include` / `_revinclude` values, in order.
     pub includes: Vec<Include>,
+    /// `_sort` keys as (parameter code, descending).
+    pub sort: Vec<(String, bool)>,
 }
 
 /// One `_include` or `_revinclude`: `source:param[:target]`, `*` for every reference parameter.
@@ -42,7 +44,7 @@ pub struct Include {
 /// Parameters about the response format, handled by the api layer, never criteria.
 const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 /// Result parameters defined by the specification that are not implemented yet.
-const LATER: &[&str] = &["_sort", "_contained", "_containedType"];
+const LATER: &[&str] = &["_contained", "_containedType"];
 
 impl SearchQuery {
     pub fn parse(query: &str) -> Result<SearchQuery> {
@@ -53,6 +55,7 @@ impl SearchQuery {
                 "" => continue,
                 "_count" => q.count = Some(parse_count(&value)?),
                 "_cursor" => q.cursor = Some(value.into_owned()),
+                "_sort" => q.sort = super::sort::parse(&value)?,
                 "_total" => q.total = Some(value.into_owned()),
                 "_summary" => match value.as_ref() {
                     "count" | "data" | "false" => q.summary = Some(value.into_owned()),
@@ -177,9 +180,10 @@ mod tests {
 
     #[test]
     fn parses_criteria_and_controls() {
-        let q = SearchQuery::parse("identifier=a%7Cb,c&_count=5&gender:not=male&_sort=name&empty=").unwrap();
+        let q =
+            SearchQuery::parse("identifier=a%7Cb,c&_count=5&gender:not=male&_contained=true&empty=").unwrap();
         assert_eq!(q.count, Some(5));
-        assert_eq!(q.unsupported, vec!["_sort"]);
+        assert_eq!(q.unsupported, vec!["_contained"]);
         assert_eq!(q.criteria.len(), 2);
         assert_eq!(q.criteria[0].values, vec!["a|b", "c"]);
         assert_eq!(q.criteria[1].modifier.as_deref(), Some("not"));

@@ -7,6 +7,7 @@
 
 mod cache;
 mod connect;
+mod page;
 mod query;
 mod tx;
 
@@ -15,6 +16,7 @@ use std::sync::RwLock;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use page::{Page, Position, SortKey, SortKind, SortValue};
 pub use query::{HistoryQuery, HistoryScope};
 use tx::Conn;
 pub use tx::Tx;
@@ -199,6 +201,8 @@ pub struct Version {
 pub struct Hit {
     pub rkey: i64,
     pub version: Version,
+    /// The values of the page's sort keys, for the paging cursor.
+    pub sort: Vec<SortValue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sqlx::AssertSqlSafe;
 
 use super::tx::bind_all;
-use super::{Bind, Filter, Hit, Store, Version, on_backend};
+use super::{Bind, Filter, Store, Version, on_backend};
 use crate::error::Result;
 
 type VersionRow = (String, String, i64, i64, bool, String, Vec<u8>);
@@ -102,40 +102,6 @@ impl Store {
         let n: (i64,) =
             on_backend!(self, pool => sqlx::query_as(sql).bind(rtype).bind(id).fetch_one(pool).await?);
         Ok(n.0)
-    }
-
-    /// One page of live resources of `rtype` matching `filter`, in key order after `after`.
-    pub async fn search(
-        &self,
-        rtype: &str,
-        filter: &Filter,
-        after: Option<i64>,
-        count: i64,
-    ) -> Result<Vec<Hit>> {
-        let mut binds = filter.binds.clone();
-        binds.push(Bind::Text(rtype.to_string()));
-        let mut sql = format!(
-            "SELECT r.rkey, r.rtype, r.id, r.version, r.last_updated, r.deleted, 'GET', r.body \
-             FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted",
-            filter.sql,
-            binds.len()
-        );
-        if let Some(after) = after {
-            binds.push(Bind::Int(after));
-            sql.push_str(&format!(" AND r.rkey > ${}", binds.len()));
-        }
-        binds.push(Bind::Int(count));
-        sql.push_str(&format!(" ORDER BY r.rkey LIMIT ${}", binds.len()));
-        type Row = (i64, String, String, i64, i64, bool, String, Vec<u8>);
-        let rows: Vec<Row> = on_backend!(self, pool =>
-            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter()).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(|(rkey, rtype, id, ver, lu, deleted, method, body)| Hit {
-                rkey,
-                version: version((rtype, id, ver, lu, deleted, method, body)),
-            })
-            .collect())
     }
 
     /// The (type, id) targets of the reference index rows of `rkeys` for parameters `pids`.

@@ -64,7 +64,12 @@ fn queries() -> Vec<String> {
             ),
             _ => format!("given:exact={}", GIVEN[r.next(GIVEN.len())]),
         };
-        out.push(format!("Patient?{q}&_count=100"));
+        // Half the queries also sort, so the two backends must agree on order, not just sets.
+        let sorts =
+            ["family", "-birthdate", "given,-_id", "birthdate,family", "-family,birthdate", "-address-city"];
+        let sort =
+            if r.next(2) == 0 { format!("&_sort={}", sorts[r.next(sorts.len())]) } else { String::new() };
+        out.push(format!("Patient?{q}{sort}&_count=100"));
     }
     out
 }

@@ -11,4 +11,5 @@ mod differential;
 mod errors;
 mod formats;
 mod history;
+mod paging;
 mod search;

@@ -7,7 +7,7 @@ use crate::both;
 use crate::support::{Srv, json, outcome};
 
 /// Stores `body` at `Type/id` (update-as-create), filling in `resourceType` and `id` from the path.
-async fn put(srv: &Srv, path: &str, mut body: Value) {
+pub(crate) async fn put(srv: &Srv, path: &str, mut body: Value) {
     let (rtype, id) = path.split_once('/').expect("Type/id");
     body["resourceType"] = json!(rtype);
     body["id"] = json!(id);
@@ -19,7 +19,7 @@ async fn put(srv: &Srv, path: &str, mut body: Value) {
 }
 
 /// An Observation with the required `status` and `code` added when the test does not care.
-fn obs(mut body: Value) -> Value {
+pub(crate) fn obs(mut body: Value) -> Value {
     if body.get("status").is_none() {
         body["status"] = json!("final");
     }
