@@ -254,7 +254,7 @@ impl Engine {
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
         tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;
-        tx.set_index(&self.store, rtype, cur.rkey, &Default::default()).await?;
+        tx.set_index(&self.store, rtype, cur.rkey, &search::index::empty(Registry::global(), rtype)).await?;
         Ok(version)
     }
 

@@ -216,3 +216,15 @@ pub fn evaluate_env<'a>(
 ) -> Result<Output<'a>, FhirPathError> {
     eval::run(expr, resource, env)
 }
+
+/// Evaluates `expr` with `focus` (an item reached inside `resource`) as the initial focus, as
+/// composite search parameters evaluate their components.
+pub fn evaluate_on<'a>(
+    expr: &Expr,
+    resource: &'a Value,
+    focus: Item<'a>,
+) -> Result<Vec<Item<'a>>, FhirPathError> {
+    let env = Env::default();
+    let ev = eval::Evaluator { root: resource, env: &env, out: std::cell::RefCell::new(Output::default()) };
+    ev.eval(expr, &[focus], &eval::Scope::default())
+}

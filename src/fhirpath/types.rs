@@ -48,10 +48,26 @@ pub fn matches_type(item: &Item, spec: &TypeSpec) -> bool {
     };
     match item {
         Item::Node(n) if !system => n.ty.is_some_and(|t| is_subtype(t, name)),
+        // R4's own search expressions write `value.as(DateTime)` for a FHIR `dateTime`: an
+        // unqualified System name also matches the FHIR primitive it corresponds to.
+        Item::Node(n) if spec.namespace.is_none() => n.ty.is_some_and(|t| fhir_primitive_of(name) == Some(t)),
         Item::Resolved { ty, .. } if !system => is_subtype(ty, name),
         Item::Node(_) | Item::Resolved { .. } => false,
         other => system && other.type_name() == Some(name),
     }
+}
+
+fn fhir_primitive_of(system: &str) -> Option<&'static str> {
+    Some(match system {
+        "Boolean" => "boolean",
+        "String" => "string",
+        "Integer" => "integer",
+        "Decimal" => "decimal",
+        "Date" => "date",
+        "DateTime" => "dateTime",
+        "Time" => "time",
+        _ => return None,
+    })
 }
 
 /// A FHIR primitive or System value, seen as a System value.

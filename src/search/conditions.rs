@@ -12,16 +12,21 @@ use crate::store::Bind;
 const MAX_CHAR: char = '\u{10FFFF}';
 
 pub fn token(v: &str, b: &mut Binder) -> String {
+    token_in(v, "x.system", "x.code", b)
+}
+
+/// A token condition on the given system and code columns.
+pub fn token_in(v: &str, system_col: &str, code_col: &str, b: &mut Binder) -> String {
     match split_token(v) {
-        (None, code) => format!("x.code = {}", b.text(code)),
+        (None, code) => format!("{code_col} = {}", b.text(code)),
         (Some(system), code) if system.is_empty() => {
-            format!("(x.code = {} AND x.system IS NULL)", b.text(code))
+            format!("({code_col} = {} AND {system_col} IS NULL)", b.text(code))
         }
-        (Some(system), code) if code.is_empty() => format!("x.system = {}", b.text(system)),
+        (Some(system), code) if code.is_empty() => format!("{system_col} = {}", b.text(system)),
         (Some(system), code) => {
             let c = b.text(code);
             let s = b.text(system);
-            format!("(x.code = {c} AND x.system = {s})")
+            format!("({code_col} = {c} AND {system_col} = {s})")
         }
     }
 }

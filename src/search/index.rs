@@ -9,7 +9,7 @@ use unicode_normalization::char::is_combining_mark;
 use super::registry::{ParamType, Registry, SearchParam};
 use crate::fhirpath::{self, Item};
 use crate::resource::instant;
-use crate::store::{DateRow, IndexRows, NumberRow, ReferenceRow, StringRow, TokenRow, UriRow};
+use crate::store::{CompositeRow, DateRow, IndexRows, NumberRow, ReferenceRow, StringRow, TokenRow, UriRow};
 
 /// Case- and accent-insensitive form of a string (NFD, combining marks dropped, lowercased).
 pub fn fold(s: &str) -> String {
@@ -18,12 +18,16 @@ pub fn fold(s: &str) -> String {
 
 /// Every index row of the resource, for all indexed parameters of its type.
 pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows {
-    let mut rows = IndexRows::default();
+    let mut rows = empty(registry, rtype);
     for param in registry.for_type(rtype) {
         if !param.in_index_tables() {
             continue;
         }
         let Some(expr) = &param.compiled else { continue };
+        if param.kind == ParamType::Composite {
+            composite(&mut rows, param, expr, resource);
+            continue;
+        }
         let items = match fhirpath::evaluate(expr, resource) {
             Ok(items) => items,
             Err(e) => {
@@ -32,20 +36,83 @@ pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows 
             }
         };
         for item in &items {
-            add(&mut rows, param, item);
+            add(&mut rows, &param.code, param.kind, item);
         }
     }
     rows.dedup();
     rows
 }
 
-fn add(rows: &mut IndexRows, param: &SearchParam, item: &Item) {
-    let code = param.code.as_str();
+/// No index rows: what a deleted resource of `rtype` has.
+pub fn empty(registry: &Registry, rtype: &str) -> IndexRows {
+    let composite_params =
+        registry.for_type(rtype).iter().any(|p| p.kind == ParamType::Composite && p.in_index_tables());
+    IndexRows { composite_params, ..IndexRows::default() }
+}
+
+/// A composite's rows: for each element the parameter's expression reaches, every pairing of its
+/// first component's tokens with its second component's values (search.html#composite).
+fn composite(rows: &mut IndexRows, param: &SearchParam, expr: &fhirpath::Expr, resource: &Value) {
+    let [first, second] = param.components.as_slice() else { return };
+    let (Some(first_expr), Some(second_expr)) = (&first.compiled, &second.compiled) else { return };
+    let focus = match fhirpath::evaluate(expr, resource) {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::warn!("indexing composite {}: {e}", param.code);
+            return;
+        }
+    };
+    for item in focus {
+        let part = |kind, expr| {
+            let mut scratch = IndexRows::default();
+            for v in fhirpath::evaluate_on(expr, resource, item.clone()).unwrap_or_default() {
+                add(&mut scratch, &param.code, kind, &v);
+            }
+            scratch
+        };
+        let a = part(first.kind, first_expr);
+        let b = part(second.kind, second_expr);
+        let mut seconds: Vec<CompositeRow> = Vec::new();
+        seconds.extend(b.tokens.into_iter().map(|t| CompositeRow {
+            system: t.system,
+            code: Some(t.code),
+            ..Default::default()
+        }));
+        seconds.extend(b.numbers.into_iter().map(|n| CompositeRow {
+            system: n.system,
+            code: n.code,
+            value: Some(n.value),
+            ..Default::default()
+        }));
+        seconds.extend(b.dates.into_iter().map(|d| CompositeRow {
+            lo: Some(d.lo),
+            hi: Some(d.hi),
+            ..Default::default()
+        }));
+        if second.kind == ParamType::String {
+            seconds.extend(
+                b.strings.into_iter().map(|s| CompositeRow { norm: Some(s.norm), ..Default::default() }),
+            );
+        }
+        for t in &a.tokens {
+            for s in &seconds {
+                rows.composites.push(CompositeRow {
+                    param: param.code.clone(),
+                    c_system: t.system.clone(),
+                    c_code: t.code.clone(),
+                    ..s.clone()
+                });
+            }
+        }
+    }
+}
+
+fn add(rows: &mut IndexRows, code: &str, kind: ParamType, item: &Item) {
     let ty = item.type_name().unwrap_or_default();
     let value = item.node_value();
     let text =
         || item.as_str().map(str::to_string).or_else(|| value.and_then(Value::as_str).map(str::to_string));
-    match param.kind {
+    match kind {
         ParamType::String => match (ty, value) {
             ("HumanName", Some(v)) => {
                 strings_of(rows, code, v, &["family", "given", "prefix", "suffix", "text"])

@@ -254,6 +254,7 @@ fn table(kind: ParamType) -> &'static str {
         ParamType::Reference => "idx_reference",
         ParamType::Date => "idx_date",
         ParamType::Number | ParamType::Quantity => "idx_number",
+        ParamType::Composite => "idx_composite",
         _ => "idx_uri",
     }
 }
@@ -308,13 +309,36 @@ fn criterion(
     let alts = c
         .values
         .iter()
-        .map(|v| value_condition(param.kind, modifier, v, b).map_err(|m| invalid(c, m)))
+        .map(|v| match param.kind {
+            ParamType::Composite => composite_condition(param, modifier, v, b),
+            kind => value_condition(kind, modifier, v, b),
+        })
+        .map(|r| r.map_err(|m| invalid(c, m)))
         .collect::<Result<Vec<_>>>()?;
     let exists = format!(
         "EXISTS (SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
         alts.join(" OR ")
     );
     Ok(if negate { format!("NOT {exists}") } else { exists })
+}
+
+/// `token$value` on one composite row: the first part against the token columns, the second
+/// with its own type's condition (the table names its columns like that type's table).
+fn composite_condition(
+    param: &SearchParam,
+    modifier: Option<&str>,
+    v: &str,
+    b: &mut Binder,
+) -> Result<String, String> {
+    if let Some(m) = modifier {
+        return Err(format!("the modifier ':{m}' is not supported for composite parameters"));
+    }
+    let (Some((first, second)), [_, component]) = (v.split_once('$'), param.components.as_slice()) else {
+        return Err(format!("'{v}' is not a composite value: expected two parts joined by '$'"));
+    };
+    let head = cond::token_in(first, "x.c_system", "x.c_code", b);
+    let tail = value_condition(component.kind, None, second, b)?;
+    Ok(format!("({head} AND {tail})"))
 }
 
 /// The condition on one index row (alias `x`) for one comma-separated value.

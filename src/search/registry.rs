@@ -52,11 +52,23 @@ pub struct SearchParam {
     pub compiled: Option<Arc<Expr>>,
     /// For reference parameters: the resource types it may point to.
     pub targets: Vec<String>,
+    /// For composite parameters: each component's type and expression (relative to the
+    /// parameter's expression).
+    pub components: Vec<Component>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub kind: ParamType,
+    pub compiled: Option<Arc<Expr>>,
 }
 
 impl SearchParam {
     /// Whether values of this parameter are written to the index (and so can be searched).
     pub fn indexed(&self) -> bool {
+        if self.kind == ParamType::Composite {
+            return self.composite_supported();
+        }
         self.code == "_id"
             || self.code == "_lastUpdated"
             // Phonetic matching needs an encoder we do not have; starts-with would be a lie.
@@ -71,6 +83,21 @@ impl SearchParam {
                         | ParamType::Number
                         | ParamType::Quantity
                         | ParamType::Uri
+                ))
+    }
+
+    /// Composites are indexed when they pair a token with one other value (all of R4's but the
+    /// three-part MolecularSequence coordinates and DocumentReference `relationship`, whose
+    /// published components are crossed).
+    fn composite_supported(&self) -> bool {
+        self.compiled.is_some()
+            && matches!(self.components.as_slice(), [first, second]
+            if first.kind == ParamType::Token
+                && first.compiled.is_some()
+                && second.compiled.is_some()
+                && matches!(
+                    second.kind,
+                    ParamType::Token | ParamType::Quantity | ParamType::Date | ParamType::String | ParamType::Number
                 ))
     }
 
@@ -102,6 +129,14 @@ struct RawParam {
     expression: Option<String>,
     #[serde(default)]
     target: Vec<String>,
+    #[serde(default)]
+    component: Vec<RawComponent>,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    definition: String,
+    expression: String,
 }
 
 pub struct Registry {
@@ -122,9 +157,19 @@ impl Registry {
     }
 
     fn from_params(params: impl Iterator<Item = RawParam>) -> Registry {
+        let params: Vec<RawParam> = params.collect();
+        let kinds: HashMap<&str, ParamType> = params.iter().map(|p| (p.url.as_str(), p.kind)).collect();
         let mut by_type: HashMap<String, BTreeMap<String, SearchParam>> = HashMap::new();
         let mut common = BTreeMap::new();
-        for raw in params {
+        for raw in &params {
+            let components: Vec<Component> = raw
+                .component
+                .iter()
+                .map(|c| Component {
+                    kind: kinds.get(c.definition.as_str()).copied().unwrap_or(ParamType::Special),
+                    compiled: compile(&raw.url, &c.expression),
+                })
+                .collect();
             for base in &raw.base {
                 let expression = raw.expression.as_deref().and_then(|e| restrict(e, base));
                 let param = SearchParam {
@@ -132,15 +177,10 @@ impl Registry {
                     url: raw.url.clone(),
                     kind: raw.kind,
                     description: raw.description.clone(),
-                    compiled: expression.as_deref().and_then(|e| match fhirpath::parse(e) {
-                        Ok(x) => Some(Arc::new(x)),
-                        Err(err) => {
-                            tracing::warn!("SearchParameter {} does not parse: {err}", raw.url);
-                            None
-                        }
-                    }),
+                    compiled: expression.as_deref().and_then(|e| compile(&raw.url, e)),
                     expression,
                     targets: raw.target.clone(),
+                    components: components.clone(),
                 };
                 if base == "Resource" || base == "DomainResource" {
                     common.insert(raw.code.clone(), param);
@@ -169,6 +209,16 @@ impl Registry {
     }
 }
 
+fn compile(url: &str, expression: &str) -> Option<Arc<Expr>> {
+    match fhirpath::parse(expression) {
+        Ok(x) => Some(Arc::new(x)),
+        Err(err) => {
+            tracing::warn!("SearchParameter {url} does not parse: {err}");
+            None
+        }
+    }
+}
+
 /// Keeps the `|`-separated alternatives of a multi-base expression that apply to `base`.
 fn restrict(expression: &str, base: &str) -> Option<String> {
     let parts: Vec<&str> = expression.split('|').map(str::trim).collect();
@@ -178,7 +228,7 @@ fn restrict(expression: &str, base: &str) -> Option<String> {
     let prefix = format!("{base}.");
     let paren = format!("({base}.");
     let own: Vec<&str> =
-        parts.into_iter().filter(|p| p.starts_with(&prefix) || p.starts_with(&paren)).collect();
+        parts.into_iter().filter(|p| *p == base || p.starts_with(&prefix) || p.starts_with(&paren)).collect();
     (!own.is_empty()).then(|| own.join(" | "))
 }
 
@@ -208,6 +258,8 @@ mod tests {
             .map(|p| p.url.as_str())
             .collect();
         assert!(broken.is_empty(), "{broken:?}");
-        assert!(!r.get("Observation", "code-value-quantity").unwrap().indexed(), "composite: later");
+        assert!(r.get("Observation", "code-value-quantity").unwrap().indexed());
+        assert!(r.get("Observation", "component-code-value-concept").unwrap().indexed());
+        assert!(!r.get("MolecularSequence", "chromosome-window-coordinate").unwrap().indexed());
     }
 }

@@ -26,10 +26,12 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "search index", include_str!("../../migrations/sqlite/0002_search_index.sql")),
+    (3, "composite index", include_str!("../../migrations/sqlite/0003_composite.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "search index", include_str!("../../migrations/postgres/0002_search_index.sql")),
+    (3, "composite index", include_str!("../../migrations/postgres/0003_composite.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

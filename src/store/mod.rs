@@ -31,6 +31,10 @@ pub enum Bind {
     OptText(Option<String>),
     Int(i64),
     Real(f64),
+    /// Integer or SQL NULL.
+    OptInt(Option<i64>),
+    /// Real or SQL NULL.
+    OptReal(Option<f64>),
 }
 
 /// A WHERE fragment over `resource r` produced by the search planner, with `$N` placeholders
@@ -85,6 +89,21 @@ pub struct UriRow {
     pub uri: String,
 }
 
+/// One value combination of a composite parameter: the token first component, and the second
+/// component in the columns of its own type (the others stay empty).
+#[derive(Debug, Clone, Default, PartialEq, PartialOrd)]
+pub struct CompositeRow {
+    pub param: String,
+    pub c_system: Option<String>,
+    pub c_code: String,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub value: Option<f64>,
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+    pub norm: Option<String>,
+}
+
 /// One index table's name, value columns, and rows as (parameter, values).
 type TableRows<'a> = (&'static str, &'static str, Vec<(&'a str, Vec<Bind>)>);
 
@@ -97,6 +116,10 @@ pub struct IndexRows {
     pub dates: Vec<DateRow>,
     pub numbers: Vec<NumberRow>,
     pub uris: Vec<UriRow>,
+    pub composites: Vec<CompositeRow>,
+    /// Whether the type has composite parameters at all: most do not, and then their table is
+    /// never touched.
+    pub composite_params: bool,
 }
 
 impl IndexRows {
@@ -113,10 +136,12 @@ impl IndexRows {
         sort_dedup(&mut self.uris);
         self.numbers.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         self.numbers.dedup();
+        self.composites.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        self.composites.dedup();
     }
 
     /// (table, value columns, rows as (param, values)) for writing.
-    fn tables(&self) -> [TableRows<'_>; 6] {
+    fn tables(&self) -> [TableRows<'_>; 7] {
         let t = |s: &Option<String>| Bind::OptText(s.clone());
         [
             (
@@ -170,6 +195,28 @@ impl IndexRows {
                 "idx_uri",
                 "uri",
                 self.uris.iter().map(|r| (r.param.as_str(), vec![Bind::Text(r.uri.clone())])).collect(),
+            ),
+            (
+                "idx_composite",
+                "c_system, c_code, system, code, value, lo, hi, norm",
+                self.composites
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.param.as_str(),
+                            vec![
+                                t(&r.c_system),
+                                Bind::Text(r.c_code.clone()),
+                                t(&r.system),
+                                t(&r.code),
+                                Bind::OptReal(r.value),
+                                Bind::OptInt(r.lo),
+                                Bind::OptInt(r.hi),
+                                t(&r.norm),
+                            ],
+                        )
+                    })
+                    .collect(),
             ),
         ]
     }

@@ -38,6 +38,8 @@ macro_rules! bind_all {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
                 Bind::OptText(s) => q.bind(s.clone()),
+                Bind::OptInt(i) => q.bind(*i),
+                Bind::OptReal(f) => q.bind(*f),
                 Bind::Int(i) => q.bind(*i),
                 Bind::Real(f) => q.bind(*f),
             };
@@ -217,6 +219,9 @@ impl Tx {
         let fresh = self.inserted.contains(&rkey);
         let mut statements = Vec::new();
         for (table, columns, table_rows) in rows.tables() {
+            if table == "idx_composite" && !rows.composite_params {
+                continue;
+            }
             if !fresh {
                 statements.push((format!("DELETE FROM {table} WHERE rkey = $1"), vec![Bind::Int(rkey)]));
             }

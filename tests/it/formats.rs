@@ -163,13 +163,17 @@ both!(capability_statement, |srv| {
         params.contains(&"identifier") && params.contains(&"_id") && params.contains(&"gender"),
         "{params:?}"
     );
-    // only what is implemented is claimed: no phonetic matching, no composite parameters yet
+    // only what is implemented is claimed: no phonetic matching, no three-part composites
     assert!(params.contains(&"name") && params.contains(&"birthdate"), "{params:?}");
     assert!(!params.contains(&"phonetic"), "{params:?}");
     let observation = resources.iter().find(|r| r["type"] == "Observation").unwrap();
     let obs: Vec<&str> =
         observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert!(obs.contains(&"value-quantity") && !obs.contains(&"code-value-quantity"), "{obs:?}");
+    assert!(obs.contains(&"value-quantity") && obs.contains(&"code-value-quantity"), "{obs:?}");
+    let seq = resources.iter().find(|r| r["type"] == "MolecularSequence").unwrap();
+    let seq: Vec<&str> =
+        seq["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(seq.contains(&"chromosome") && !seq.contains(&"chromosome-window-coordinate"), "{seq:?}");
     let id = patient["searchParam"].as_array().unwrap().iter().find(|p| p["name"] == "identifier").unwrap();
     assert_eq!(id["type"], "token");
     assert_eq!(id["definition"], "http://hl7.org/fhir/SearchParameter/Patient-identifier");

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod composite;
 mod concurrency;
 mod conditional;
 mod crud;

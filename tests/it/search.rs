@@ -51,7 +51,7 @@ async fn ids(srv: &Srv, query: &str) -> Vec<String> {
 }
 
 /// Asserts that `query` matches exactly `expected` (in any order).
-async fn check(srv: &Srv, query: &str, expected: &[&str]) {
+pub(crate) async fn check(srv: &Srv, query: &str, expected: &[&str]) {
     let mut want = expected.to_vec();
     want.sort();
     assert_eq!(ids(srv, query).await, want, "{query}");
