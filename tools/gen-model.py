@@ -10,12 +10,13 @@ extension definitions and logical models describe nothing that appears on
 the wire under its own element names.
 
 Output format (minified JSON):
-  {"format": 1, "types": {TypeName: [kind, [element, ...]] or
+  {"format": 2, "types": {TypeName: [kind, [element, ...]] or
                                      [kind, [element, ...], 1] when abstract}}
   kind: "P" primitive-type, "C" complex-type, "R" resource
   element: [name, flags, types] or [name, flags, types, [child element, ...]]
     name  - last path segment, i.e. the JSON name; choice elements keep "[x]"
-    flags - min * 8 + 1 (max != "1", i.e. repeats) + 2 (xmlAttr) + 4 (xhtml)
+    flags - min * 16 + 1 (max != "1", i.e. repeats) + 2 (xmlAttr) + 4 (xhtml)
+            + 8 (isSummary)
     types - type codes joined by "|" (FHIRPath System.* codes mapped to their
             FHIR primitive), or "#Path" for a contentReference
   Elements are listed in snapshot order, which is the XML element order;
@@ -55,13 +56,15 @@ def encode(elem):
     """Encode one snapshot element (without its children)."""
     rep = elem.get("representation", [])
     types = [type_code(t) for t in elem.get("type", [])]
-    flags = int(elem["min"]) * 8
+    flags = int(elem["min"]) * 16
     if elem["max"] != "1" and elem["max"] != "0":
         flags |= 1
     if "xmlAttr" in rep:
         flags |= 2
     if "xhtml" in rep or types == ["xhtml"]:
         flags |= 4
+    if elem.get("isSummary"):
+        flags |= 8
     if "contentReference" in elem:
         tys = "#" + elem["contentReference"].split("#", 1)[1]
     else:
@@ -120,7 +123,7 @@ def main():
         types[sd["type"]] = entry
     if not types:
         sys.exit(f"no StructureDefinitions found in {src}")
-    model = {"format": 1, "types": dict(sorted(types.items()))}
+    model = {"format": 2, "types": dict(sorted(types.items()))}
     with open(dst, "w", encoding="utf-8") as f:
         json.dump(model, f, separators=(",", ":"), ensure_ascii=False)
         f.write("\n")

@@ -13,7 +13,7 @@ use super::{AppState, bundle, respond};
 use crate::engine::Written;
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::resource::{self, instant};
-use crate::store::HistoryScope;
+use crate::store::{HistoryScope, Version};
 
 fn check_type(rtype: &str) -> Result<()> {
     if resource::is_resource_type(rtype) { Ok(()) } else { Err(Error::UnknownType(rtype.to_string())) }
@@ -174,9 +174,23 @@ pub async fn read(
             respond::version_headers(&mut r, &v);
             return Ok(r);
         }
+        let v = read_view(&ctx, v)?;
         Ok(respond::stored(StatusCode::OK, ctx.out, &v))
     })
     .await
+}
+
+/// `_summary` and `_elements` on a read (search.html#summary applies to reads too).
+fn read_view(ctx: &Ctx, mut v: Version) -> Result<Version> {
+    let param = |name: &str| ctx.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let elements: Vec<String> = param("_elements")
+        .map(|e| e.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let summary = param("_summary").filter(|s| matches!(*s, "true" | "text" | "data"));
+    if !elements.is_empty() || summary.is_some() {
+        v.body = crate::engine::subset(&v.body, &elements, summary)?;
+    }
+    Ok(v)
 }
 
 /// `If-None-Match` (ETag) takes precedence over `If-Modified-Since` (RFC 9110 §13.2.2).

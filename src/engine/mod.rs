@@ -9,7 +9,7 @@ mod include;
 mod read;
 mod write;
 
-pub use read::{History, SearchResult};
+pub use read::{History, SearchResult, subset};
 pub use write::{Deleted, Written};
 
 use crate::error::{Error, Result};

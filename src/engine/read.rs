@@ -127,9 +127,9 @@ impl Engine {
         };
         let included = self.included(&hits, &q.includes).await?;
         let mut hits: Vec<Version> = hits.into_iter().map(|h| h.version).collect();
-        if !q.elements.is_empty() || q.summary.as_deref() == Some("data") {
+        if !q.elements.is_empty() || matches!(q.summary.as_deref(), Some("data" | "true" | "text")) {
             for v in &mut hits {
-                v.body = subset(&v.body, &q.elements)?;
+                v.body = subset(&v.body, &q.elements, q.summary.as_deref())?;
             }
         }
         Ok(SearchResult { hits, included, next, previous, total, count, ignored: plan.ignored })
@@ -171,13 +171,15 @@ impl Engine {
     }
 }
 
-/// Applies `_elements` (or, without elements, `_summary=data`) to a stored body.
-fn subset(body: &[u8], elements: &[String]) -> Result<Vec<u8>> {
+/// Applies `_elements`, or without elements `_summary=true|text|data`, to a stored body.
+pub fn subset(body: &[u8], elements: &[String], summary: Option<&str>) -> Result<Vec<u8>> {
+    use crate::resource::{only_elements, summary, without_text};
     let value = crate::resource::parse_json(body)?;
-    let value = if elements.is_empty() {
-        crate::resource::without_text(&value)
-    } else {
-        crate::resource::only_elements(&value, elements)
+    let value = match summary {
+        _ if !elements.is_empty() => only_elements(&value, elements),
+        Some("true") => summary::summary(&value),
+        Some("text") => summary::text_only(&value),
+        _ => without_text(&value),
     };
     serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))
 }

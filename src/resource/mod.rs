@@ -5,6 +5,7 @@ pub mod instant;
 pub mod model;
 pub mod required;
 pub mod schema;
+pub mod summary;
 pub mod xml;
 
 use serde_json::{Map, Value};
@@ -115,7 +116,7 @@ pub fn without_text(value: &Value) -> Value {
     subsetted(Value::Object(obj))
 }
 
-fn subsetted(mut value: Value) -> Value {
+pub(crate) fn subsetted(mut value: Value) -> Value {
     let tag = serde_json::json!({
         "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
         "code": "SUBSETTED",

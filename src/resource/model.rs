@@ -44,6 +44,8 @@ pub struct ElementDef {
     pub repeats: bool,
     pub xml_attr: bool,
     pub xhtml: bool,
+    /// Part of the summary view (`_summary=true`).
+    pub summary: bool,
     /// Allowed type codes; empty for a contentReference.
     pub types: Vec<String>,
     /// `Questionnaire.item` for `#Questionnaire.item`.
@@ -90,6 +92,7 @@ struct Model {
 impl Model {
     fn parse(text: &str) -> Model {
         let root: Value = serde_json::from_str(text).expect("embedded fhir-model.json is valid JSON");
+        assert_eq!(root["format"], 2, "fhir-model.json: regenerate it with tools/gen-model.py");
         let types = root["types"].as_object().expect("fhir-model.json has a types object");
         let mut out = Vec::with_capacity(types.len());
         let mut index = HashMap::with_capacity(types.len());
@@ -135,10 +138,11 @@ fn parse_element(item: &Value, parent: &str) -> ElementDef {
         name: name.unwrap_or(raw_name).to_string(),
         choice: name.is_some(),
         path,
-        min: u32::try_from(flags >> 3).expect("fhir-model.json: min fits u32"),
+        min: u32::try_from(flags >> 4).expect("fhir-model.json: min fits u32"),
         repeats: flags & 1 != 0,
         xml_attr: flags & 2 != 0,
         xhtml: flags & 4 != 0,
+        summary: flags & 8 != 0,
         types,
         content_ref,
         children,

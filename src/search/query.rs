@@ -19,7 +19,7 @@ pub struct SearchQuery {
     pub count: Option<usize>,
     pub cursor: Option<String>,
     pub total: Option<String>,
-    /// `_summary`: `count`, `data` or `false` (the others are not implemented yet).
+    /// `_summary`: `true`, `text`, `data`, `count` or `false`.
     pub summary: Option<String>,
     /// `_elements`: the top-level elements to return.
     pub elements: Vec<String>,
@@ -58,8 +58,7 @@ impl SearchQuery {
                 "_sort" => q.sort = super::sort::parse(&value)?,
                 "_total" => q.total = Some(value.into_owned()),
                 "_summary" => match value.as_ref() {
-                    "count" | "data" | "false" => q.summary = Some(value.into_owned()),
-                    "true" | "text" => q.unsupported.push(format!("_summary={value}")),
+                    "true" | "text" | "count" | "data" | "false" => q.summary = Some(value.into_owned()),
                     other => {
                         return Err(Error::invalid_at(
                             IssueCode::Value,

@@ -623,6 +623,21 @@ both!(summary_and_elements, |srv| {
     let r = &data["entry"][0]["resource"];
     assert!(r.get("text").is_none() && r["active"] == true, "{r}");
     assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
+    // true: summary elements only (Patient.photo and text are not; gender, birthDate are)
+    put(srv, "Patient/s3", json!({"text": narrative, "gender": "female", "photo": [{"title": "me"}]})).await;
+    let sum = json(srv.get("Patient?_id=s3&_summary=true").await).await;
+    let r = &sum["entry"][0]["resource"];
+    assert!(r.get("text").is_none() && r.get("photo").is_none() && r["gender"] == "female", "{r}");
+    assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
+    // text: narrative, id, meta and mandatory top-level elements (Patient has none)
+    let text = json(srv.get("Patient?_id=s3&_summary=text").await).await;
+    let r = &text["entry"][0]["resource"];
+    assert!(r.get("text").is_some() && r.get("gender").is_none() && r.get("photo").is_none(), "{r}");
+    // on a read too
+    let read = json(srv.get("Patient/s3?_summary=true").await).await;
+    assert!(read.get("photo").is_none() && read["gender"] == "female", "{read}");
+    let read = json(srv.get("Patient/s3?_elements=photo").await).await;
+    assert!(read.get("photo").is_some() && read.get("gender").is_none(), "{read}");
     // the stored resource is untouched
     let stored = json(srv.get("Patient/s1").await).await;
     assert!(stored.get("text").is_some() && stored["meta"].get("tag").is_none());
