@@ -10,7 +10,7 @@ const DEMO: &str = include_str!("../examples/demo/demo.json");
 
 /// Loads the demo resources when the database has no Patient yet; returns how many were written.
 pub async fn load_if_empty(engine: &Engine) -> Result<usize> {
-    if engine.store.count("Patient", &Filter { sql: "1 = 1".into(), binds: vec![] }).await? > 0 {
+    if engine.store.count(&Filter { sql: "r.rtype = 'Patient'".into(), binds: vec![] }).await? > 0 {
         return Ok(0);
     }
     let bundle: Value = serde_json::from_str(DEMO).map_err(|e| Error::Internal(format!("demo data: {e}")))?;

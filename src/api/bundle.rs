@@ -112,7 +112,8 @@ fn page_url(ctx: &Ctx, path: &str, query: &str, cursor: Option<&str>) -> String 
         pairs.push(("_cursor".into(), c.into()));
     }
     let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-    if qs.is_empty() { format!("{}/{path}", ctx.base) } else { format!("{}/{path}?{qs}", ctx.base) }
+    let url = if path.is_empty() { ctx.base.clone() } else { format!("{}/{path}", ctx.base) };
+    if qs.is_empty() { url } else { format!("{url}?{qs}") }
 }
 
 fn full_url(ctx: &Ctx, v: &Version) -> String {

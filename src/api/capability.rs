@@ -44,7 +44,7 @@ pub fn capability_statement(base: &str) -> Value {
                     json!({"name": p.code, "definition": p.url, "type": p.kind.as_str(), "documentation": p.description})
                 })
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
                 "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
@@ -56,7 +56,16 @@ pub fn capability_statement(base: &str) -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
                 "searchParam": params,
-            })
+                "searchInclude": ["*"],
+            });
+            // The two compartments R4 defines $everything for (the others serve it too).
+            if matches!(t.as_str(), "Patient" | "Encounter") {
+                resource["operation"] = json!([{
+                    "name": "everything",
+                    "definition": format!("http://hl7.org/fhir/OperationDefinition/{t}-everything"),
+                }]);
+            }
+            resource
         })
         .collect();
     json!({
@@ -73,7 +82,12 @@ pub fn capability_statement(base: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "search-system"}],
+            "searchParam": [
+                {"name": "_type", "type": "token", "documentation": "The resource types to search"},
+                {"name": "_sort", "type": "string", "documentation": "Sort keys, comma-separated, - for descending"},
+                {"name": "_count", "type": "number", "documentation": "Page size"},
+            ],
             "compartment": crate::search::compartment::urls(),
         }],
     })

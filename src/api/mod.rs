@@ -8,6 +8,7 @@ pub mod format;
 mod request;
 mod respond;
 mod rest;
+mod search;
 
 use std::sync::Arc;
 
@@ -32,28 +33,28 @@ pub struct AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let fhir = Router::new()
-        .route("/", post(rest::system_post))
+        .route("/", get(search::search_system).post(rest::system_post))
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(rest::history_system))
         .route(
             "/{rtype}",
-            get(rest::search_get)
+            get(search::search_get)
                 .post(rest::create)
                 .put(rest::conditional_update)
                 .delete(rest::conditional_delete),
         )
-        .route("/{rtype}/_search", post(rest::search_post))
+        .route("/{rtype}/_search", post(search::search_post))
         .route("/{rtype}/_history", get(rest::history_type))
         .route("/{rtype}/{id}", get(rest::read).put(rest::update).patch(rest::patch).delete(rest::delete))
         .route("/{rtype}/{id}/_history", get(rest::history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(rest::vread))
-        .route("/{ctype}/{cid}/{rtype}", get(rest::search_compartment))
+        .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/fhir/", post(rest::system_post))
+        .route("/fhir/", get(search::search_system).post(rest::system_post))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .with_state(state)

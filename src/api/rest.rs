@@ -15,11 +15,11 @@ use crate::error::{Error, Issue, IssueCode, Result};
 use crate::resource::{self, instant};
 use crate::store::{HistoryScope, Version};
 
-fn check_type(rtype: &str) -> Result<()> {
+pub(super) fn check_type(rtype: &str) -> Result<()> {
     if resource::is_resource_type(rtype) { Ok(()) } else { Err(Error::UnknownType(rtype.to_string())) }
 }
 
-fn check_id(id: &str) -> Result<()> {
+pub(super) fn check_id(id: &str) -> Result<()> {
     if resource::valid_id(id) {
         Ok(())
     } else {
@@ -275,67 +275,6 @@ pub async fn conditional_delete(
             None => format!("no {rtype} matches '{condition}'; nothing changed"),
         };
         Ok(deleted_response(&ctx, d.version, what))
-    })
-    .await
-}
-
-pub async fn search_get(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
-    ctx.run(async {
-        check_type(&rtype)?;
-        let query = ctx.criteria_query();
-        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
-        bundle::searchset(&ctx, &rtype, &query, result)
-    })
-    .await
-}
-
-/// GET `Patient/123/Immunization?…`: a search within a compartment.
-pub async fn search_compartment(
-    State(s): State<Arc<AppState>>,
-    Path((ctype, cid, rtype)): Path<(String, String, String)>,
-    ctx: Ctx,
-) -> Response {
-    ctx.run(async {
-        check_type(&ctype)?;
-        check_id(&cid)?;
-        check_type(&rtype)?;
-        if !crate::search::compartment::is_compartment(&ctype) {
-            return Err(Error::NotFound(format!("{ctype} has no compartment")));
-        }
-        let query = ctx.criteria_query();
-        let result = s.engine.search_in(Some((&ctype, &cid)), &rtype, &query, ctx.handling).await?;
-        bundle::searchset(&ctx, &format!("{ctype}/{cid}/{rtype}"), &query, result)
-    })
-    .await
-}
-
-/// POST `_search`: criteria in an `application/x-www-form-urlencoded` body, plus the URL's.
-pub async fn search_post(
-    State(s): State<Arc<AppState>>,
-    Path(rtype): Path<String>,
-    ctx: Ctx,
-    body: Body,
-) -> Response {
-    ctx.run(async {
-        check_type(&rtype)?;
-        let ct = ctx.header("content-type").unwrap_or("application/x-www-form-urlencoded");
-        if !ct.starts_with("application/x-www-form-urlencoded") {
-            return Err(Error::UnsupportedMediaType(format!(
-                "POST _search needs Content-Type application/x-www-form-urlencoded, got '{ct}'"
-            )));
-        }
-        let bytes = read_body(body, s.max_body_bytes, &ctx.headers).await?;
-        let form = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::invalid(IssueCode::Structure, "the search form is not UTF-8"))?;
-        let url_part = ctx.criteria_query();
-        let query = [url_part.as_str(), form.trim()]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("&");
-        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
-        bundle::searchset(&ctx, &rtype, &query, result)
     })
     .await
 }

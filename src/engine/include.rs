@@ -100,14 +100,13 @@ impl Engine {
         }
         let mut out = Vec::new();
         for (t, ids) in by_type {
-            let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-            let filter = Filter {
-                sql: format!("r.id IN ({})", list.join(", ")),
-                binds: ids.into_iter().map(Bind::Text).collect(),
-            };
+            let list: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+            let mut binds = vec![Bind::Text(t)];
+            binds.extend(ids.into_iter().map(Bind::Text));
+            let filter = Filter { sql: format!("r.rtype = $1 AND r.id IN ({})", list.join(", ")), binds };
             out.extend(
                 self.store
-                    .search(&t, &filter, &Page { order: &[], position: None, limit: MAX_INCLUDED as i64 })
+                    .search(&filter, &Page { order: &[], position: None, limit: MAX_INCLUDED as i64 })
                     .await?,
             );
         }
@@ -140,16 +139,17 @@ impl Engine {
                     format!("${}", binds.len())
                 })
                 .collect();
+            binds.push(Bind::Text(inc.source.clone()));
             let sql = format!(
-                "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid IN ({}) \
-                 AND x.target_type = ${type_p} AND x.target_id IN ({}))",
+                "r.rtype = ${} AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey \
+                 AND x.pid IN ({}) AND x.target_type = ${type_p} AND x.target_id IN ({}))",
+                binds.len(),
                 pid_list.join(", "),
                 id_list.join(", ")
             );
             out.extend(
                 self.store
                     .search(
-                        &inc.source,
                         &Filter { sql, binds },
                         &Page { order: &[], position: None, limit: MAX_INCLUDED as i64 },
                     )

@@ -7,9 +7,11 @@
 
 mod include;
 mod read;
+mod search;
 mod write;
 
-pub use read::{History, SearchResult, subset};
+pub use read::History;
+pub use search::{Scope, SearchResult, subset};
 pub use write::{Deleted, Written};
 
 use crate::error::{Error, Result};

@@ -18,6 +18,9 @@ pub enum Handling {
     Strict,
 }
 
+/// The filter of a plan without criteria.
+pub const ALL: &str = "1 = 1";
+
 pub struct Plan {
     pub filter: Filter,
     /// Criteria that were ignored, as warnings for the search result.
@@ -78,45 +81,50 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
         };
         conds.push(criterion(store, rtype, param, c, &mut b)?);
     }
-    let sql = if conds.is_empty() { "1 = 1".to_string() } else { conds.join(" AND ") };
+    let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
     Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
 }
 
-/// Restricts a plan to the resources in the compartment `ctype/cid` (e.g. `Patient/123`): those
-/// whose compartment parameters reference it, and the compartment's own resource.
+/// Restricts a filter to the resources in the compartment `ctype/cid` (e.g. `Patient/123`):
+/// those whose compartment parameters reference it, and the compartment's own resource. One
+/// lookup in the reference index covers every type: parameter ids are per type.
 pub fn restrict_to_compartment(
     store: &Store,
-    plan: &mut Plan,
+    filter: &mut Filter,
     ctype: &str,
     cid: &str,
-    rtype: &str,
+    types: &[String],
 ) -> Result<()> {
-    let params = compartment::params(ctype, rtype).ok_or_else(|| {
-        Error::invalid(IssueCode::NotSupported, format!("{rtype} is not part of the {ctype} compartment"))
-    })?;
-    let mut b = Binder { binds: std::mem::take(&mut plan.filter.binds) };
+    let mut b = Binder { binds: std::mem::take(&mut filter.binds) };
+    let mut pids = Vec::new();
+    let mut itself = false;
+    for rtype in types {
+        let params = compartment::params(ctype, rtype).ok_or_else(|| {
+            Error::invalid(IssueCode::NotSupported, format!("{rtype} is not part of the {ctype} compartment"))
+        })?;
+        pids.extend(
+            params.iter().filter_map(|p| store.param_id(rtype, p)).map(|pid| b.push(Bind::Int(pid.into()))),
+        );
+        itself |= rtype == ctype || params.iter().any(|p| p == "{def}");
+    }
     let mut alts = Vec::new();
-    let pids: Vec<String> = params
-        .iter()
-        .filter_map(|p| store.param_id(rtype, p))
-        .map(|pid| b.push(Bind::Int(pid.into())))
-        .collect();
     if !pids.is_empty() {
         let (t, id) = (b.text(ctype), b.text(cid));
         alts.push(format!(
-            "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid IN ({}) \
-             AND x.target_type = {t} AND x.target_id = {id})",
+            "r.rkey IN (SELECT x.rkey FROM idx_reference x WHERE x.pid IN ({}) \
+             AND x.target_id = {id} AND x.target_type = {t})",
             pids.join(", ")
         ));
     }
-    if rtype == ctype || params.iter().any(|p| p == "{def}") {
-        alts.push(format!("r.id = {}", b.text(cid)));
+    if itself {
+        let (t, id) = (b.text(ctype), b.text(cid));
+        alts.push(format!("(r.rtype = {t} AND r.id = {id})"));
     }
     if alts.is_empty() {
         alts.push("1 = 0".into());
     }
-    plan.filter.sql = format!("({}) AND ({})", plan.filter.sql, alts.join(" OR "));
-    plan.filter.binds = b.binds;
+    filter.sql = format!("({}) AND ({})", filter.sql, alts.join(" OR "));
+    filter.binds = b.binds;
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct SearchQuery {
     pub unsupported: Vec<String>,
     /// `_include` / `_revinclude` values, in order.
     pub includes: Vec<Include>,
+    /// `_type`: the types a system-level or compartment-wide search is limited to.
+    pub types: Vec<String>,
     /// `_sort` keys as (parameter code, descending).
     pub sort: Vec<(String, bool)>,
 }
@@ -55,6 +57,9 @@ impl SearchQuery {
                 "" => continue,
                 "_count" => q.count = Some(parse_count(&value)?),
                 "_cursor" => q.cursor = Some(value.into_owned()),
+                "_type" => q
+                    .types
+                    .extend(value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string)),
                 "_sort" => q.sort = super::sort::parse(&value)?,
                 "_total" => q.total = Some(value.into_owned()),
                 "_summary" => match value.as_ref() {

@@ -6,10 +6,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::plan::{Binder, Plan};
+use super::plan::Binder;
 use super::registry::{ParamType, Registry};
 use crate::error::{Error, IssueCode, Result};
-use crate::store::{Bind, Position, SortKey, SortKind, Store};
+use crate::store::{Bind, Filter, Position, SortKey, SortKind, Store};
 
 /// Most sort keys accepted in one `_sort`.
 const MAX_KEYS: usize = 8;
@@ -35,24 +35,32 @@ pub fn parse(value: &str) -> Result<Vec<(String, bool)>> {
     Ok(keys)
 }
 
-/// The sort keys for `rtype`, with their parameter ids bound after the plan's values.
-pub fn keys(store: &Store, rtype: &str, sort: &[(String, bool)], plan: &mut Plan) -> Result<Vec<SortKey>> {
-    let mut b = Binder { binds: std::mem::take(&mut plan.filter.binds) };
-    let result = sort.iter().map(|(code, desc)| key(store, rtype, code, *desc, &mut b)).collect();
-    plan.filter.binds = b.binds;
+/// The sort keys over `types`, with their parameter ids bound after the filter's values.
+pub fn keys(
+    store: &Store,
+    types: &[String],
+    sort: &[(String, bool)],
+    filter: &mut Filter,
+) -> Result<Vec<SortKey>> {
+    let mut b = Binder { binds: std::mem::take(&mut filter.binds) };
+    let result = sort.iter().map(|(code, desc)| key(store, types, code, *desc, &mut b)).collect();
+    filter.binds = b.binds;
     result
 }
 
-fn key(store: &Store, rtype: &str, code: &str, desc: bool, b: &mut Binder) -> Result<SortKey> {
+/// A resource of a type without the parameter has no value for it, and sorts last.
+fn key(store: &Store, types: &[String], code: &str, desc: bool, b: &mut Binder) -> Result<SortKey> {
     let bad = |message: String| Error::invalid_at(IssueCode::Value, message, "_sort");
     match code {
         "_id" => return Ok(SortKey { sql: "r.id".into(), kind: SortKind::Text, desc }),
         "_lastUpdated" => return Ok(SortKey { sql: "r.last_updated".into(), kind: SortKind::Int, desc }),
         _ => {}
     }
-    let param = Registry::global()
-        .get(rtype, code)
-        .ok_or_else(|| bad(format!("unknown search parameter '{code}' for {rtype} in _sort")))?;
+    let registry = Registry::global();
+    let param = types
+        .iter()
+        .find_map(|t| registry.get(t, code))
+        .ok_or_else(|| bad(format!("unknown search parameter '{code}' in _sort")))?;
     let (table, column, kind) = match param.kind {
         ParamType::String => ("idx_string", "norm", SortKind::Text),
         ParamType::Token => ("idx_token", "code", SortKind::Text),
@@ -62,14 +70,21 @@ fn key(store: &Store, rtype: &str, code: &str, desc: bool, b: &mut Binder) -> Re
         ParamType::Number | ParamType::Quantity => ("idx_number", "value", SortKind::Real),
         other => return Err(bad(format!("cannot sort by the {} parameter '{code}'", other.as_str()))),
     };
-    let pid = match store.param_id(rtype, code) {
-        Some(pid) if param.in_index_tables() => pid,
-        _ => return Err(bad(format!("cannot sort by '{code}': it is not indexed"))),
-    };
-    let p = b.push(Bind::Int(pid.into()));
+    let pids: Vec<String> = types
+        .iter()
+        .filter(|t| registry.get(t, code).is_some_and(|p| p.kind == param.kind))
+        .filter_map(|t| store.param_id(t, code))
+        .map(|pid| b.push(Bind::Int(pid.into())))
+        .collect();
+    if pids.is_empty() || !param.in_index_tables() {
+        return Err(bad(format!("cannot sort by '{code}': it is not indexed")));
+    }
     let agg = if desc { "MAX" } else { "MIN" };
     Ok(SortKey {
-        sql: format!("SELECT {agg}(x.{column}) FROM {table} x WHERE x.rkey = r.rkey AND x.pid = {p}"),
+        sql: format!(
+            "SELECT {agg}(x.{column}) FROM {table} x WHERE x.rkey = r.rkey AND x.pid IN ({})",
+            pids.join(", ")
+        ),
         kind,
         desc,
     })

@@ -19,7 +19,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use page::{Page, Position, SortKey, SortKind, SortValue};
 pub use query::{HistoryQuery, HistoryScope};
 use tx::Conn;
-pub use tx::Tx;
+pub use tx::{Tx, renumber};
 
 use crate::error::{Error, Result};
 

@@ -76,18 +76,17 @@ pub struct Page<'a> {
 }
 
 impl Store {
-    /// Up to `page.limit` live resources of `rtype` matching `filter`, in the page's order
-    /// (reversed when paging backward: the caller restores it), each with its sort values.
-    pub async fn search(&self, rtype: &str, filter: &Filter, page: &Page<'_>) -> Result<Vec<Hit>> {
+    /// Up to `page.limit` live resources matching `filter` (which names their types), in the
+    /// page's order (reversed when paging backward: the caller restores it), each with its sort
+    /// values.
+    pub async fn search(&self, filter: &Filter, page: &Page<'_>) -> Result<Vec<Hit>> {
         let mut binds = filter.binds.clone();
         let keys: String =
             page.order.iter().enumerate().map(|(i, k)| format!(", ({}) AS s{i}", k.sql)).collect();
-        binds.push(Bind::Text(rtype.to_string()));
         let mut sql = format!(
             "SELECT * FROM (SELECT r.rkey, r.rtype, r.id, r.version, r.last_updated, r.deleted, r.body{keys} \
-             FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted) t",
+             FROM resource r WHERE ({}) AND NOT r.deleted) t",
             filter.sql,
-            binds.len()
         );
         let backward = page.position.is_some_and(|p| p.backward);
         if let Some(position) = page.position {

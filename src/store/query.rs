@@ -129,15 +129,10 @@ impl Store {
         Ok(rows)
     }
 
-    pub async fn count(&self, rtype: &str, filter: &Filter) -> Result<i64> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted",
-            filter.sql,
-            filter.binds.len() + 1
-        );
+    pub async fn count(&self, filter: &Filter) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM resource r WHERE ({}) AND NOT r.deleted", filter.sql);
         let n: (i64,) = on_backend!(self, pool =>
-            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
-                .bind(rtype).fetch_one(pool).await?);
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter()).fetch_one(pool).await?);
         Ok(n.0)
     }
 }

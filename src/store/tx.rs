@@ -74,7 +74,8 @@ fn insert_statements(table: &str, columns: &str, rows: &[Vec<Bind>]) -> Vec<(Str
 }
 
 /// Shifts every `$N` placeholder of `sql` by `offset`.
-fn renumber(sql: &str, offset: usize) -> String {
+/// Shifts every `$N` placeholder by `offset`, to splice one statement's binds after another's.
+pub fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {

@@ -13,4 +13,5 @@ mod errors;
 mod formats;
 mod history;
 mod paging;
+mod scopes;
 mod search;
