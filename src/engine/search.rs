@@ -4,7 +4,7 @@
 use super::Engine;
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::search::{self, Handling, SearchQuery, compartment};
-use crate::store::{Bind, Filter, Hit, Page, Position, SortKey, Version, renumber};
+use crate::store::{Bind, Filter, Hit, Page, Position, SortKey, Version};
 
 /// One page of search results.
 pub struct SearchResult {
@@ -138,8 +138,7 @@ fn scope_types(scope: &Scope<'_>, requested: &[String]) -> Result<Vec<String>> {
     Ok(types)
 }
 
-/// The criteria planned for each type, as one filter: `r.rtype = T AND (T's conditions)` per
-/// type, ORed. Issues about ignored criteria are reported once, not once per type.
+/// The criteria planned over the types, as one filter that names the types.
 fn plan_types(
     store: &crate::store::Store,
     types: &[String],
@@ -147,40 +146,17 @@ fn plan_types(
     handling: Handling,
     ignored: &mut Vec<Issue>,
 ) -> Result<Filter> {
-    let mut binds: Vec<Bind> = Vec::new();
-    let mut parts = Vec::with_capacity(types.len());
-    let registry = search::Registry::global();
-    let applies = |t: &str, c: &search::Criterion| {
-        c.code.starts_with("_has") || c.raw_name.contains('.') || registry.get(t, &c.code).is_some()
+    let plan = match types {
+        [one] => {
+            let mut plan = search::plan(store, one, &q.criteria, handling)?;
+            plan.filter.binds.push(Bind::Text(one.clone()));
+            plan.filter.sql = format!("r.rtype = ${} AND {}", plan.filter.binds.len(), plan.filter.sql);
+            plan
+        }
+        _ => search::plan::plan_many(store, types, &q.criteria, handling)?,
     };
-    for t in types {
-        // Across several types, a parameter that only some of them have rules the others out
-        // (it is not "unknown" there, it just cannot match).
-        if types.len() > 1 && q.criteria.iter().any(|c| !applies(t, c) && types.iter().any(|o| applies(o, c)))
-        {
-            continue;
-        }
-        let plan = search::plan(store, t, &q.criteria, handling)?;
-        for issue in plan.ignored {
-            if !ignored.iter().any(|i: &Issue| i.expression == issue.expression) {
-                ignored.push(issue);
-            }
-        }
-        binds.push(Bind::Text(t.clone()));
-        let ty = format!("${}", binds.len());
-        if plan.filter.sql == search::plan::ALL {
-            parts.push(format!("r.rtype = {ty}"));
-        } else {
-            parts.push(format!("(r.rtype = {ty} AND {})", renumber(&plan.filter.sql, binds.len())));
-            binds.extend(plan.filter.binds);
-        }
-    }
-    let sql = match parts.len() {
-        0 => "1 = 0".to_string(),
-        1 => parts.remove(0),
-        _ => format!("({})", parts.join(" OR ")),
-    };
-    Ok(Filter { sql, binds })
+    ignored.extend(plan.ignored);
+    Ok(plan.filter)
 }
 
 /// Applies `_elements`, or without elements `_summary=true|text|data`, to a stored body.

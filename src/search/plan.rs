@@ -50,6 +50,10 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
     let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
+        if c.code == "_list" {
+            conds.push(list(store, c, &mut b)?);
+            continue;
+        }
         if c.code == "_has" {
             conds.push(has(store, rtype, c.modifier.as_deref().unwrap_or_default(), c, &mut b, 1)?);
             continue;
@@ -79,7 +83,66 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
                 }
             }
         };
-        conds.push(criterion(store, rtype, param, c, &mut b)?);
+        conds.push(criterion(store, &[rtype], param, c, &mut b)?);
+    }
+    let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
+    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
+}
+
+/// A plan over several types at once (system level, `_type`, compartment-wide): each criterion
+/// becomes one condition over the parameter ids of every type that has the parameter, and types
+/// without it are ruled out. Chains and `_has` need one type to start from.
+pub fn plan_many(
+    store: &Store,
+    types: &[String],
+    criteria: &[Criterion],
+    handling: Handling,
+) -> Result<Plan> {
+    let registry = Registry::global();
+    let mut kept: Vec<&str> = types.iter().map(String::as_str).collect();
+    let mut conds = Vec::new();
+    let mut b = Binder::default();
+    let mut ignored = Vec::new();
+    for c in criteria {
+        if c.code == "_list" {
+            conds.push(list(store, c, &mut b)?);
+            continue;
+        }
+        if c.code == "_has" || c.raw_name.contains('.') {
+            return Err(invalid(c, "chained parameters and _has need a single resource type"));
+        }
+        let having: Vec<(&str, &SearchParam)> = kept
+            .iter()
+            .filter_map(|t| registry.get(t, &c.code).filter(|p| p.indexed()).map(|p| (*t, p)))
+            .collect();
+        let Some((_, param)) = having.first().copied() else {
+            let issue =
+                Issue::new(IssueCode::NotSupported, format!("unknown search parameter '{}'", c.raw_name))
+                    .at(c.raw_name.clone());
+            match handling {
+                Handling::Strict => return Err(Error::Invalid(vec![issue])),
+                Handling::Lenient => {
+                    ignored.push(issue);
+                    continue;
+                }
+            }
+        };
+        if having.iter().any(|(_, p)| p.kind != param.kind) {
+            return Err(invalid(
+                c,
+                "the parameter has a different type in some of the resource types searched",
+            ));
+        }
+        kept = having.iter().map(|(t, _)| *t).collect();
+        conds.push(criterion(store, &kept, param, c, &mut b)?);
+    }
+    let all_types = kept.len() == crate::resource::model::resource_types().count();
+    if !all_types {
+        let list: Vec<String> = kept.iter().map(|t| b.text(*t)).collect();
+        conds.insert(
+            0,
+            if list.is_empty() { "1 = 0".to_string() } else { format!("r.rtype IN ({})", list.join(", ")) },
+        );
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
     Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
@@ -126,6 +189,32 @@ pub fn restrict_to_compartment(
     filter.sql = format!("({}) AND ({})", filter.sql, alts.join(" OR "));
     filter.binds = b.binds;
     Ok(())
+}
+
+/// `_list=id` (search.html#list): the resources a List names in `entry.item`. Functional lists
+/// (`$current-allergies` and the like) need a definition of "current" we do not have.
+fn list(store: &Store, c: &Criterion, b: &mut Binder) -> Result<String> {
+    if c.modifier.is_some() {
+        return Err(invalid(c, "_list takes no modifiers"));
+    }
+    if let Some(functional) = c.values.iter().find(|v| v.starts_with('$')) {
+        return Err(Error::invalid_at(
+            IssueCode::NotSupported,
+            format!("_list: functional list '{functional}' is not supported"),
+            "_list",
+        ));
+    }
+    let pid = store
+        .param_id("List", "item")
+        .ok_or_else(|| Error::Internal("search parameter List.item has no index id".into()))?;
+    let p = b.push(Bind::Int(pid.into()));
+    let l = b.text("List");
+    let ids: Vec<String> = c.values.iter().map(|v| b.text(v.clone())).collect();
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM resource l JOIN idx_reference x ON x.rkey = l.rkey WHERE l.rtype = {l} \
+         AND l.id IN ({}) AND NOT l.deleted AND x.pid = {p} AND x.target_type = r.rtype AND x.target_id = r.id)",
+        ids.join(", ")
+    ))
 }
 
 /// Longest chain accepted (`a.b.c.d`).
@@ -247,7 +336,7 @@ fn last_link(store: &Store, rtype: &str, rest: &str, c: &Criterion, b: &mut Bind
         .get(rtype, &inner.code)
         .filter(|p| p.indexed())
         .ok_or_else(|| invalid(c, format!("'{}' is not a supported parameter of {rtype}", inner.code)))?;
-    criterion(store, rtype, param, &inner, b)
+    criterion(store, &[rtype], param, &inner, b)
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {
@@ -267,9 +356,27 @@ fn table(kind: ParamType) -> &'static str {
     }
 }
 
+/// `x.pid = $n`, or `x.pid IN (…)` when the parameter spans several types (ids are per type).
+fn pid_condition(store: &Store, types: &[&str], code: &str, b: &mut Binder) -> Result<String> {
+    let pids = types
+        .iter()
+        .map(|t| {
+            store
+                .param_id(t, code)
+                .map(|pid| b.push(Bind::Int(pid.into())))
+                .ok_or_else(|| Error::Internal(format!("search parameter {t}.{code} has no index id")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(match pids.as_slice() {
+        [one] => format!("x.pid = {one}"),
+        _ => format!("x.pid IN ({})", pids.join(", ")),
+    })
+}
+
+/// One criterion on a parameter that every type in `types` has, with the same type.
 fn criterion(
     store: &Store,
-    rtype: &str,
+    types: &[&str],
     param: &SearchParam,
     c: &Criterion,
     b: &mut Binder,
@@ -293,14 +400,11 @@ fn criterion(
             Ok(format!("({})", alts.join(" OR ")))
         };
     }
-    let pid = store
-        .param_id(rtype, &param.code)
-        .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{} has no index id", param.code)))?;
     let t = table(param.kind);
     if modifier == Some("missing") {
         let exists = format!(
-            "EXISTS (SELECT 1 FROM {t} x WHERE x.rkey = r.rkey AND x.pid = {})",
-            b.push(Bind::Int(pid.into()))
+            "EXISTS (SELECT 1 FROM {t} x WHERE x.rkey = r.rkey AND {})",
+            pid_condition(store, types, &param.code, b)?
         );
         return match c.values.as_slice() {
             [v] if v == "true" => Ok(format!("NOT {exists}")),
@@ -313,7 +417,7 @@ fn criterion(
         (ParamType::Token, Some("not")) => (t, true),
         _ => (t, false),
     };
-    let p = b.push(Bind::Int(pid.into()));
+    let p = pid_condition(store, types, &param.code, b)?;
     let alts = c
         .values
         .iter()
@@ -323,10 +427,8 @@ fn criterion(
         })
         .map(|r| r.map_err(|m| invalid(c, m)))
         .collect::<Result<Vec<_>>>()?;
-    let exists = format!(
-        "EXISTS (SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
-        alts.join(" OR ")
-    );
+    let exists =
+        format!("EXISTS (SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND {p} AND ({}))", alts.join(" OR "));
     Ok(if negate { format!("NOT {exists}") } else { exists })
 }
 

@@ -114,3 +114,30 @@ both!(patient_everything, |srv| {
     outcome(srv.get("Patient/nobody/$everything").await, 404).await;
     outcome(srv.get("Patient/pa/$everything?start=2020").await, 400).await;
 });
+
+both!(list_parameter, |srv| {
+    data(srv).await;
+    put(
+        srv,
+        "List/l1",
+        json!({"status": "current", "mode": "working", "entry": [
+            {"item": {"reference": "Patient/pb"}}, {"item": {"reference": "Observation/o1"}},
+            {"item": {"reference": "Patient/gone"}}
+        ]}),
+    )
+    .await;
+    put(
+        srv,
+        "List/l2",
+        json!({"status": "current", "mode": "working",
+        "entry": [{"item": {"reference": "Patient/pa"}}]}),
+    )
+    .await;
+    check(srv, "Patient?_list=l1", &["pb"]).await;
+    check(srv, "Patient?_list=l1,l2", &["pa", "pb"]).await;
+    check(srv, "Observation?_list=l1", &["o1"]).await;
+    check(srv, "?_list=l1", &["pb", "o1"]).await;
+    check(srv, "Patient?_list=l1&name=alp", &[]).await;
+    check(srv, "Patient?_list=nolist", &[]).await;
+    outcome(srv.get("Patient?_list=$current-allergies").await, 400).await;
+});
