@@ -22,6 +22,8 @@ enum Command {
     Demo(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ServeArgs),
+    /// Recompute the search index of stored resources (after adding SearchParameters), then exit.
+    Reindex(ReindexArgs),
     /// Measure create/read/update throughput against same-run baselines (see benches/README.md).
     Bench(BenchArgs),
 }
@@ -37,6 +39,15 @@ struct BenchArgs {
     /// Databases to measure (repeatable). Default: a fresh SQLite file in a temp directory.
     #[arg(long)]
     database: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReindexArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Only resources of this type.
+    #[arg(long = "type")]
+    rtype: Option<String>,
 }
 
 #[derive(Args, Default)]
@@ -111,6 +122,15 @@ fn main() -> anyhow::Result<()> {
                 serve(args).await
             }
             Command::Bench(args) => bench(args).await,
+            Command::Reindex(args) => {
+                let config = args.serve.config()?;
+                let state = hearth::server::state(&config)
+                    .await
+                    .with_context(|| format!("opening {}", config.database))?;
+                let n = state.engine.reindex(args.rtype.as_deref()).await.context("re-indexing")?;
+                println!("re-indexed {n} resources");
+                Ok(())
+            }
             Command::Migrate(args) => {
                 let config = args.config()?;
                 hearth::store::Store::open(&config.database).await.context("migrating the database")?;

@@ -27,12 +27,14 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "search-type",
 ];
 
-pub async fn metadata(State(_s): State<Arc<AppState>>, ctx: Ctx) -> Response {
-    ctx.run(async { Ok(respond::value(StatusCode::OK, ctx.out, &capability_statement(&ctx.base))) }).await
+pub async fn metadata(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(async {
+        Ok(respond::value(StatusCode::OK, ctx.out, &capability_statement(&ctx.base, &s.engine.registry)))
+    })
+    .await
 }
 
-pub fn capability_statement(base: &str) -> Value {
-    let registry = Registry::global();
+pub fn capability_statement(base: &str, registry: &Registry) -> Value {
     let resources: Vec<Value> = resource_types()
         .iter()
         .map(|t| {

@@ -36,6 +36,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(search::search_system).post(rest::system_post))
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(rest::history_system))
+        .route("/$reindex", post(search::reindex))
+        .route("/{rtype}/$reindex", post(search::reindex_type))
         .route(
             "/{rtype}",
             get(search::search_get)

@@ -123,3 +123,26 @@ fn everything_query(ctx: &Ctx) -> Result<String> {
     }
     Ok(out.finish())
 }
+
+/// POST `[base]/$reindex` (as HAPI names it): recompute every resource's index rows, e.g. after
+/// creating a SearchParameter. Runs to completion before answering.
+pub async fn reindex(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(async { reindexed(&ctx, s.engine.reindex(None).await?) }).await
+}
+
+/// POST `[base]/Type/$reindex`: the same for one type.
+pub async fn reindex_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
+    ctx.run(async {
+        check_type(&rtype)?;
+        reindexed(&ctx, s.engine.reindex(Some(&rtype)).await?)
+    })
+    .await
+}
+
+fn reindexed(ctx: &Ctx, n: u64) -> Result<Response> {
+    let body = serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [{"name": "count", "valueInteger": n}],
+    });
+    Ok(super::respond::value(axum::http::StatusCode::OK, ctx.out, &body))
+}

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use super::Engine;
 use crate::error::{Error, IssueCode, Result};
+use crate::search::ParamType;
 use crate::search::query::Include;
-use crate::search::{ParamType, Registry};
 use crate::store::{Bind, Filter, Hit, Page, Version};
 
 /// Most resources added to one page by includes; beyond it the rest is cut, with a warning.
@@ -52,7 +52,7 @@ impl Engine {
 
     /// Parameter ids of `source` that the include names (`*`: every reference parameter).
     fn include_pids(&self, source: &str, param: &str) -> Result<Vec<i32>> {
-        let registry = Registry::global();
+        let registry = &self.registry;
         if param == "*" {
             return Ok(registry
                 .for_type(source)

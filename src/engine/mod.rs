@@ -6,6 +6,7 @@
 //! violation or serialization failure) are retried from the start, so no update is lost.
 
 mod include;
+mod params;
 mod read;
 mod search;
 mod write;
@@ -15,6 +16,7 @@ pub use search::{Scope, SearchResult, subset};
 pub use write::{Deleted, Written};
 
 use crate::error::{Error, Result};
+use crate::search::Registry;
 use crate::store::{Store, is_write_conflict};
 
 /// Paging limits applied to search and history.
@@ -33,6 +35,8 @@ impl Default for Limits {
 pub struct Engine {
     pub store: Store,
     pub limits: Limits,
+    /// The official search parameters and this database's custom ones.
+    pub registry: Registry,
 }
 
 /// Attempts at a write that keeps losing races before giving up with 409.
@@ -41,9 +45,12 @@ const WRITE_ATTEMPTS: usize = 8;
 impl Engine {
     pub async fn open(database_url: &str, limits: Limits) -> Result<Engine> {
         let store = Store::open(database_url).await?;
+        let registry = Registry::new();
         let types = crate::resource::resource_types().iter().map(String::as_str);
-        store.register_params(&crate::search::indexed_params(types)).await?;
-        Ok(Engine { store, limits })
+        store.register_params(&crate::search::indexed_params(&registry, types)).await?;
+        let engine = Engine { store, limits, registry };
+        engine.load_custom_params().await?;
+        Ok(engine)
     }
 
     pub fn page_size(&self, requested: Option<usize>) -> usize {

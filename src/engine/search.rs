@@ -40,7 +40,7 @@ impl Engine {
         let q = SearchQuery::parse(query)?;
         let types = scope_types(&scope, &q.types)?;
         let mut ignored = Vec::new();
-        let mut filter = plan_types(&self.store, &types, &q, handling, &mut ignored)?;
+        let mut filter = plan_types(self, &types, &q, handling, &mut ignored)?;
         if let Scope::Compartment { ctype, cid, .. } = scope {
             search::restrict_to_compartment(&self.store, &mut filter, ctype, cid, &types)?;
         }
@@ -54,7 +54,7 @@ impl Engine {
         }
         // The sort keys bind values of their own: the count must not see them.
         let mut sorted = filter.clone();
-        let order = search::sort::keys(&self.store, &types, &q.sort, &mut sorted)?;
+        let order = search::sort::keys(&self.registry, &self.store, &types, &q.sort, &mut sorted)?;
         let position = q.cursor.as_deref().map(|c| search::sort::decode(c, &order)).transpose()?;
         // _summary=count: the total alone.
         let summary_count = q.summary.as_deref() == Some("count");
@@ -140,7 +140,7 @@ fn scope_types(scope: &Scope<'_>, requested: &[String]) -> Result<Vec<String>> {
 
 /// The criteria planned over the types, as one filter that names the types.
 fn plan_types(
-    store: &crate::store::Store,
+    engine: &Engine,
     types: &[String],
     q: &SearchQuery,
     handling: Handling,
@@ -148,12 +148,12 @@ fn plan_types(
 ) -> Result<Filter> {
     let plan = match types {
         [one] => {
-            let mut plan = search::plan(store, one, &q.criteria, handling)?;
+            let mut plan = search::plan(&engine.registry, &engine.store, one, &q.criteria, handling)?;
             plan.filter.binds.push(Bind::Text(one.clone()));
             plan.filter.sql = format!("r.rtype = ${} AND {}", plan.filter.binds.len(), plan.filter.sql);
             plan
         }
-        _ => search::plan::plan_many(store, types, &q.criteria, handling)?,
+        _ => search::plan::plan_many(&engine.registry, &engine.store, types, &q.criteria, handling)?,
     };
     ignored.extend(plan.ignored);
     Ok(plan.filter)

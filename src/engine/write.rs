@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{Engine, lock_key};
 use crate::error::{Error, IssueCode, Result};
 use crate::resource::{self, instant};
-use crate::search::{self, Handling, Registry, SearchQuery};
+use crate::search::{self, Handling, SearchQuery};
 use crate::store::{Current, Tx, Version};
 
 /// The result of a create or update.
@@ -29,7 +29,11 @@ impl Engine {
     /// POST: a new resource with a server-assigned id, or with `If-None-Exist` the existing match.
     pub async fn create(&self, rtype: &str, value: Value, if_none_exist: Option<&str>) -> Result<Written> {
         resource::validate(rtype, &value)?;
-        self.retry(|| self.try_create(rtype, &value, if_none_exist)).await
+        let written = self.retry(|| self.try_create(rtype, &value, if_none_exist)).await?;
+        if !written.existing {
+            self.custom_params_written(&written.version).await?;
+        }
+        Ok(written)
     }
 
     async fn try_create(&self, rtype: &str, value: &Value, if_none_exist: Option<&str>) -> Result<Written> {
@@ -62,7 +66,9 @@ impl Engine {
     ) -> Result<Written> {
         check_body_id(&value, Some(id))?;
         resource::validate(rtype, &value)?;
-        self.retry(|| self.try_update(rtype, id, &value, if_match)).await
+        let written = self.retry(|| self.try_update(rtype, id, &value, if_match)).await?;
+        self.custom_params_written(&written.version).await?;
+        Ok(written)
     }
 
     async fn try_update(
@@ -89,7 +95,9 @@ impl Engine {
         if_match: Option<i64>,
     ) -> Result<Written> {
         resource::validate(rtype, &value)?;
-        self.retry(|| self.try_conditional_update(rtype, condition, &value, if_match)).await
+        let written = self.retry(|| self.try_conditional_update(rtype, condition, &value, if_match)).await?;
+        self.custom_params_written(&written.version).await?;
+        Ok(written)
     }
 
     async fn try_conditional_update(
@@ -128,7 +136,9 @@ impl Engine {
         patch: &json_patch::Patch,
         if_match: Option<i64>,
     ) -> Result<Written> {
-        self.retry(|| self.try_patch(rtype, id, patch, if_match)).await
+        let written = self.retry(|| self.try_patch(rtype, id, patch, if_match)).await?;
+        self.custom_params_written(&written.version).await?;
+        Ok(written)
     }
 
     async fn try_patch(
@@ -161,7 +171,11 @@ impl Engine {
     /// DELETE `Type/id`: a logical delete recorded as a new version. Deleting what is already
     /// gone or never existed succeeds without writing anything.
     pub async fn delete(&self, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Deleted> {
-        self.retry(|| self.try_delete(rtype, id, if_match)).await
+        let deleted = self.retry(|| self.try_delete(rtype, id, if_match)).await?;
+        if rtype == "SearchParameter" {
+            self.registry.set_custom(id, Vec::new());
+        }
+        Ok(deleted)
     }
 
     async fn try_delete(&self, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Deleted> {
@@ -180,10 +194,18 @@ impl Engine {
 
     /// DELETE `Type?criteria`: deletes the single match; several matches are refused (412).
     pub async fn conditional_delete(&self, rtype: &str, condition: &str) -> Result<Deleted> {
-        self.retry(|| self.try_conditional_delete(rtype, condition)).await
+        let (deleted, id) = self.retry(|| self.try_conditional_delete(rtype, condition)).await?;
+        if let Some(id) = id.filter(|_| rtype == "SearchParameter") {
+            self.registry.set_custom(&id, Vec::new());
+        }
+        Ok(deleted)
     }
 
-    async fn try_conditional_delete(&self, rtype: &str, condition: &str) -> Result<Deleted> {
+    async fn try_conditional_delete(
+        &self,
+        rtype: &str,
+        condition: &str,
+    ) -> Result<(Deleted, Option<String>)> {
         let mut tx = self.store.begin().await?;
         let found = self.find_for_condition(&mut tx, rtype, condition).await?;
         let version = match found.as_slice() {
@@ -195,7 +217,7 @@ impl Engine {
             _ => return Err(multiple_matches(rtype, condition)),
         };
         tx.commit().await?;
-        Ok(Deleted { version })
+        Ok((Deleted { version }, found.into_iter().next().map(|(_, id)| id)))
     }
 
     async fn write_version(
@@ -227,8 +249,12 @@ impl Engine {
         // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
         let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
         let stamped = resource::stamp(value, id, version, now);
+        if rtype == "SearchParameter" {
+            // Refused before it is stored: a parameter that cannot work must not look accepted.
+            self.registry.check_custom(id, &stamped)?;
+        }
         let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-        let index = search::index::extract(Registry::global(), rtype, &stamped);
+        let index = search::index::extract(&self.registry, rtype, &stamped);
         let rkey = match current {
             Some(c) => {
                 tx.update(c.rkey, version, now, false, &body).await?;
@@ -254,7 +280,7 @@ impl Engine {
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
         tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;
-        tx.set_index(&self.store, rtype, cur.rkey, &search::index::empty(Registry::global(), rtype)).await?;
+        tx.set_index(&self.store, rtype, cur.rkey, &search::index::empty(&self.registry, rtype)).await?;
         Ok(version)
     }
 
@@ -273,7 +299,7 @@ impl Engine {
                 format!("the conditional request on {rtype} has no search criteria"),
             ));
         }
-        let plan = search::plan(&self.store, rtype, &query.criteria, Handling::Strict)?;
+        let plan = search::plan(&self.registry, &self.store, rtype, &query.criteria, Handling::Strict)?;
         tx.lock(lock_key(&[rtype, condition])).await?;
         tx.matching(rtype, &plan.filter, 2).await
     }

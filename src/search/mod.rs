@@ -2,6 +2,7 @@
 
 pub mod compartment;
 pub mod conditions;
+pub mod custom;
 pub mod index;
 pub mod plan;
 pub mod query;
@@ -13,8 +14,10 @@ pub use query::{Criterion, SearchQuery};
 pub use registry::{ParamType, Registry, SearchParam};
 
 /// Every (type, code) pair the index writes, for registering parameter ids with the store.
-pub fn indexed_params<'a>(types: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
-    let registry = Registry::global();
+pub fn indexed_params<'a>(
+    registry: &Registry,
+    types: impl Iterator<Item = &'a str>,
+) -> Vec<(String, String)> {
     types
         .flat_map(|t| {
             registry

@@ -27,6 +27,12 @@ pub struct Plan {
     pub ignored: Vec<Issue>,
 }
 
+/// What chains and `_has` consult at every link.
+struct Cx<'a> {
+    registry: &'a Registry,
+    store: &'a Store,
+}
+
 /// Placeholders are numbered in the order values are bound.
 #[derive(Default)]
 pub struct Binder {
@@ -44,8 +50,14 @@ impl Binder {
     }
 }
 
-pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handling) -> Result<Plan> {
-    let registry = Registry::global();
+pub fn plan(
+    registry: &Registry,
+    store: &Store,
+    rtype: &str,
+    criteria: &[Criterion],
+    handling: Handling,
+) -> Result<Plan> {
+    let cx = &Cx { registry, store };
     let mut conds = Vec::new();
     let mut b = Binder::default();
     let mut ignored = Vec::new();
@@ -55,11 +67,11 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
             continue;
         }
         if c.code == "_has" {
-            conds.push(has(store, rtype, c.modifier.as_deref().unwrap_or_default(), c, &mut b, 1)?);
+            conds.push(has(cx, rtype, c.modifier.as_deref().unwrap_or_default(), c, &mut b, 1)?);
             continue;
         }
         if let Some((head, rest)) = c.raw_name.split_once('.') {
-            conds.push(chain(store, rtype, head, rest, c, &mut b, 1)?);
+            conds.push(chain(cx, rtype, head, rest, c, &mut b, 1)?);
             continue;
         }
         let param = match registry.get(rtype, &c.code) {
@@ -93,12 +105,12 @@ pub fn plan(store: &Store, rtype: &str, criteria: &[Criterion], handling: Handli
 /// becomes one condition over the parameter ids of every type that has the parameter, and types
 /// without it are ruled out. Chains and `_has` need one type to start from.
 pub fn plan_many(
+    registry: &Registry,
     store: &Store,
     types: &[String],
     criteria: &[Criterion],
     handling: Handling,
 ) -> Result<Plan> {
-    let registry = Registry::global();
     let mut kept: Vec<&str> = types.iter().map(String::as_str).collect();
     let mut conds = Vec::new();
     let mut b = Binder::default();
@@ -224,7 +236,7 @@ const MAX_CHAIN: usize = 4;
 /// `rtype` (optionally `param:Type`), `rest` a criterion on the referenced resources, itself
 /// possibly chained. Chains are always strict: a typo must not widen the result.
 fn chain(
-    store: &Store,
+    cx: &Cx,
     rtype: &str,
     head: &str,
     rest: &str,
@@ -239,8 +251,8 @@ fn chain(
         Some((code, t)) => (code, Some(t)),
         None => (head, None),
     };
-    let registry = Registry::global();
-    let param = registry
+    let param = cx
+        .registry
         .get(rtype, code)
         .filter(|p| p.kind == ParamType::Reference && p.in_index_tables())
         .ok_or_else(|| invalid(c, format!("'{code}' is not a reference parameter of {rtype}")))?;
@@ -252,21 +264,22 @@ fn chain(
             .targets
             .iter()
             .map(String::as_str)
-            .filter(|t| next_code.starts_with('_') || registry.get(t, next_code).is_some())
+            .filter(|t| next_code.starts_with('_') || cx.registry.get(t, next_code).is_some())
             .collect(),
     };
     if targets.is_empty() {
         return Err(invalid(c, format!("no target of '{code}' has a search parameter '{next_code}'")));
     }
-    let pid = store
+    let pid = cx
+        .store
         .param_id(rtype, code)
         .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{code} has no index id")))?;
     let p = b.push(Bind::Int(pid.into()));
     let mut alts = Vec::new();
     for t in targets {
         let inner = match rest.split_once('.') {
-            Some((h, r)) => chain(store, t, h, r, c, b, depth + 1)?,
-            None => last_link(store, t, rest, c, b)?,
+            Some((h, r)) => chain(cx, t, h, r, c, b, depth + 1)?,
+            None => last_link(cx, t, rest, c, b)?,
         };
         let tp = b.text(t);
         // The inner `r` and `x` shadow the outer ones inside the subquery.
@@ -283,14 +296,7 @@ fn chain(
 
 /// Reverse chaining `_has:Type:param:criterion` (search.html#has): resources referenced through
 /// `param` by some `Type` resource that matches `criterion` (itself possibly another `_has`).
-fn has(
-    store: &Store,
-    rtype: &str,
-    spec: &str,
-    c: &Criterion,
-    b: &mut Binder,
-    depth: usize,
-) -> Result<String> {
+fn has(cx: &Cx, rtype: &str, spec: &str, c: &Criterion, b: &mut Binder, depth: usize) -> Result<String> {
     if depth > MAX_CHAIN {
         return Err(invalid(c, format!("_has is limited to {MAX_CHAIN} levels")));
     }
@@ -301,21 +307,21 @@ fn has(
     if !crate::resource::is_resource_type(source) {
         return Err(invalid(c, format!("unknown resource type '{source}'")));
     }
-    let registry = Registry::global();
-    registry
+    cx.registry
         .get(source, code)
         .filter(|p| p.kind == ParamType::Reference && p.in_index_tables())
         .ok_or_else(|| invalid(c, format!("'{code}' is not a reference parameter of {source}")))?;
-    let pid = store
+    let pid = cx
+        .store
         .param_id(source, code)
         .ok_or_else(|| Error::Internal(format!("search parameter {source}.{code} has no index id")))?;
     let (p, t, s) = (b.push(Bind::Int(pid.into())), b.text(rtype), b.text(source));
     let inner = if let Some(nested) = rest.strip_prefix("_has:") {
-        has(store, source, nested, c, b, depth + 1)?
+        has(cx, source, nested, c, b, depth + 1)?
     } else if let Some((head, tail)) = rest.split_once('.') {
-        chain(store, source, head, tail, c, b, depth + 1)?
+        chain(cx, source, head, tail, c, b, depth + 1)?
     } else {
-        last_link(store, source, rest, c, b)?
+        last_link(cx, source, rest, c, b)?
     };
     // `r` outside the subquery is the resource searched; inside, the referencing one.
     Ok(format!(
@@ -326,17 +332,18 @@ fn has(
 
 /// The final, unchained `code[:modifier]` of a chain or `_has`, applied to `rtype` with the
 /// criterion's values.
-fn last_link(store: &Store, rtype: &str, rest: &str, c: &Criterion, b: &mut Binder) -> Result<String> {
+fn last_link(cx: &Cx, rtype: &str, rest: &str, c: &Criterion, b: &mut Binder) -> Result<String> {
     let (code, modifier) = match rest.split_once(':') {
         Some((code, m)) => (code.to_string(), Some(m.to_string())),
         None => (rest.to_string(), None),
     };
     let inner = Criterion { code, modifier, values: c.values.clone(), raw_name: c.raw_name.clone() };
-    let param = Registry::global()
+    let param = cx
+        .registry
         .get(rtype, &inner.code)
         .filter(|p| p.indexed())
         .ok_or_else(|| invalid(c, format!("'{}' is not a supported parameter of {rtype}", inner.code)))?;
-    criterion(store, &[rtype], param, &inner, b)
+    criterion(cx.store, &[rtype], param, &inner, b)
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {

@@ -1,7 +1,7 @@
 //! The SearchParameter registry, loaded from the official R4 definitions in `conformance/`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use serde::Deserialize;
 
@@ -139,24 +139,90 @@ struct RawComponent {
     expression: String,
 }
 
-pub struct Registry {
+/// The official parameters, loaded once per process.
+struct Official {
     by_type: HashMap<String, BTreeMap<String, SearchParam>>,
     common: BTreeMap<String, SearchParam>,
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+/// The parameters one database knows: the official ones, and the custom SearchParameter
+/// resources stored in it (see `custom.rs`). Each engine owns one.
+pub struct Registry {
+    official: &'static Official,
+    /// Custom parameters by type and code. They are leaked to `'static` so lookups can hand out
+    /// plain references while the map changes; a SearchParameter is written rarely, and each
+    /// version costs one small allocation for the life of the process.
+    pub(super) custom: RwLock<HashMap<String, BTreeMap<String, &'static SearchParam>>>,
+    /// Custom parameters by the id of the SearchParameter resource that defines them.
+    pub(super) custom_sources: RwLock<HashMap<String, Vec<(String, String)>>>,
+}
+
+static OFFICIAL: LazyLock<Official> = LazyLock::new(|| {
     // The file is compiled into the binary and checked by the tests: failing here is a build bug.
     let bundle: RawBundle =
         serde_json::from_str(SEARCH_PARAMETERS).expect("conformance/search-parameters.json is valid");
-    Registry::from_params(bundle.entry.into_iter().map(|e| e.resource))
+    Official::from_params(bundle.entry.into_iter().map(|e| e.resource))
 });
 
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
 impl Registry {
+    /// The official parameters alone (no database's custom ones).
     pub fn global() -> &'static Registry {
         &REGISTRY
     }
 
-    fn from_params(params: impl Iterator<Item = RawParam>) -> Registry {
+    /// A registry with the official parameters and no custom ones yet.
+    pub fn new() -> Registry {
+        Registry { official: &OFFICIAL, custom: RwLock::default(), custom_sources: RwLock::default() }
+    }
+
+    /// The official parameter `code` of `rtype`, ignoring custom ones.
+    pub fn official(&self, rtype: &str, code: &str) -> Option<&'static SearchParam> {
+        let o = self.official;
+        o.by_type.get(rtype).and_then(|m| m.get(code)).or_else(|| o.common.get(code))
+    }
+
+    /// The parameter `code` for resources of `rtype` (type-specific first, then custom, then
+    /// common ones).
+    pub fn get(&self, rtype: &str, code: &str) -> Option<&SearchParam> {
+        let o = self.official;
+        o.by_type
+            .get(rtype)
+            .and_then(|m| m.get(code))
+            .or_else(|| {
+                let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
+                custom.get(rtype).and_then(|m| m.get(code)).copied()
+            })
+            .or_else(|| o.common.get(code))
+    }
+
+    /// Every parameter that applies to `rtype`, common and custom ones included, ordered by code.
+    pub fn for_type(&self, rtype: &str) -> Vec<&SearchParam> {
+        let o = self.official;
+        let mut all: Vec<&SearchParam> = o.common.values().collect();
+        if let Some(own) = o.by_type.get(rtype) {
+            all.retain(|p| !own.contains_key(&p.code));
+            all.extend(own.values());
+        }
+        let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(extra) = custom.get(rtype) {
+            all.retain(|p| !extra.contains_key(&p.code));
+            all.extend(extra.values().copied());
+        }
+        all.sort_by(|a, b| a.code.cmp(&b.code));
+        all
+    }
+}
+
+impl Official {
+    fn from_params(params: impl Iterator<Item = RawParam>) -> Official {
         let params: Vec<RawParam> = params.collect();
         let kinds: HashMap<&str, ParamType> = params.iter().map(|p| (p.url.as_str(), p.kind)).collect();
         let mut by_type: HashMap<String, BTreeMap<String, SearchParam>> = HashMap::new();
@@ -189,27 +255,11 @@ impl Registry {
                 }
             }
         }
-        Registry { by_type, common }
-    }
-
-    /// The parameter `code` for resources of `rtype` (type-specific first, then common ones).
-    pub fn get(&self, rtype: &str, code: &str) -> Option<&SearchParam> {
-        self.by_type.get(rtype).and_then(|m| m.get(code)).or_else(|| self.common.get(code))
-    }
-
-    /// Every parameter that applies to `rtype`, common ones included, ordered by code.
-    pub fn for_type(&self, rtype: &str) -> Vec<&SearchParam> {
-        let mut all: Vec<&SearchParam> = self.common.values().collect();
-        if let Some(own) = self.by_type.get(rtype) {
-            all.retain(|p| !own.contains_key(&p.code));
-            all.extend(own.values());
-        }
-        all.sort_by(|a, b| a.code.cmp(&b.code));
-        all
+        Official { by_type, common }
     }
 }
 
-fn compile(url: &str, expression: &str) -> Option<Arc<Expr>> {
+pub(super) fn compile(url: &str, expression: &str) -> Option<Arc<Expr>> {
     match fhirpath::parse(expression) {
         Ok(x) => Some(Arc::new(x)),
         Err(err) => {
@@ -220,7 +270,7 @@ fn compile(url: &str, expression: &str) -> Option<Arc<Expr>> {
 }
 
 /// Keeps the `|`-separated alternatives of a multi-base expression that apply to `base`.
-fn restrict(expression: &str, base: &str) -> Option<String> {
+pub(super) fn restrict(expression: &str, base: &str) -> Option<String> {
     let parts: Vec<&str> = expression.split('|').map(str::trim).collect();
     if parts.len() == 1 {
         return Some(expression.trim().to_string());
@@ -251,6 +301,7 @@ mod tests {
         assert!(r.get("Observation", "value-concept").unwrap().indexed());
         // Every official expression parses.
         let broken: Vec<&str> = r
+            .official
             .by_type
             .values()
             .flat_map(|m| m.values())

@@ -37,26 +37,33 @@ pub fn parse(value: &str) -> Result<Vec<(String, bool)>> {
 
 /// The sort keys over `types`, with their parameter ids bound after the filter's values.
 pub fn keys(
+    registry: &Registry,
     store: &Store,
     types: &[String],
     sort: &[(String, bool)],
     filter: &mut Filter,
 ) -> Result<Vec<SortKey>> {
     let mut b = Binder { binds: std::mem::take(&mut filter.binds) };
-    let result = sort.iter().map(|(code, desc)| key(store, types, code, *desc, &mut b)).collect();
+    let result = sort.iter().map(|(code, desc)| key(registry, store, types, code, *desc, &mut b)).collect();
     filter.binds = b.binds;
     result
 }
 
 /// A resource of a type without the parameter has no value for it, and sorts last.
-fn key(store: &Store, types: &[String], code: &str, desc: bool, b: &mut Binder) -> Result<SortKey> {
+fn key(
+    registry: &Registry,
+    store: &Store,
+    types: &[String],
+    code: &str,
+    desc: bool,
+    b: &mut Binder,
+) -> Result<SortKey> {
     let bad = |message: String| Error::invalid_at(IssueCode::Value, message, "_sort");
     match code {
         "_id" => return Ok(SortKey { sql: "r.id".into(), kind: SortKind::Text, desc }),
         "_lastUpdated" => return Ok(SortKey { sql: "r.last_updated".into(), kind: SortKind::Int, desc }),
         _ => {}
     }
-    let registry = Registry::global();
     let param = types
         .iter()
         .find_map(|t| registry.get(t, code))

@@ -204,3 +204,43 @@ async fn shutdown_finishes_in_flight_requests() {
     assert_eq!(stored["gender"], "female");
     srv.stop().await;
 }
+
+/// `hearth reindex` on a stopped database, and custom SearchParameters that survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_command_and_custom_parameters_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("r.db").display());
+    let client = reqwest::Client::new();
+    let put = |base: &str, path: &str, body: Value| {
+        client
+            .put(format!("{base}/{path}"))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+    };
+    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", &database], &[], dir.path());
+    let patient = serde_json::json!({"resourceType": "Patient", "id": "n1",
+        "name": [{"use": "nickname", "given": ["Bobby"]}]});
+    assert_eq!(put(&p.base, "Patient/n1", patient).await.unwrap().status(), 201);
+    let sp = serde_json::json!({"resourceType": "SearchParameter", "id": "nick", "url": "http://x/nick",
+        "name": "nick", "status": "active", "description": "nickname", "code": "nick", "base": ["Patient"],
+        "type": "string", "expression": "Patient.name.where(use = 'nickname').given"});
+    assert_eq!(put(&p.base, "SearchParameter/nick", sp).await.unwrap().status(), 201);
+    let (_, before) = get(&format!("{}/Patient?nick=bob", p.base)).await;
+    assert_eq!(before["total"], 0, "stored before the parameter existed");
+    assert!(p.terminate().success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["reindex", "--database", &database])
+        .current_dir(dir.path())
+        .env("HEARTH_LOG", "warn")
+        .output()
+        .expect("run hearth reindex");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "re-indexed 2 resources");
+
+    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", &database], &[], dir.path());
+    let (_, after) = get(&format!("{}/Patient?nick=bob", p.base)).await;
+    assert_eq!(after["total"], 1, "{after}");
+    assert!(p.terminate().success());
+}

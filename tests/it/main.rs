@@ -8,6 +8,7 @@ mod composite;
 mod concurrency;
 mod conditional;
 mod crud;
+mod custom_params;
 mod differential;
 mod errors;
 mod formats;
