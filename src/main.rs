@@ -39,6 +39,12 @@ struct BenchArgs {
     /// Databases to measure (repeatable). Default: a fresh SQLite file in a temp directory.
     #[arg(long)]
     database: Vec<String>,
+    /// Measure search instead: load a generated data set and run the query families.
+    #[arg(long)]
+    search: bool,
+    /// Patients in the search data set (ten resources each).
+    #[arg(long, default_value_t = 100_000)]
+    patients: usize,
 }
 
 #[derive(Args)]
@@ -168,17 +174,28 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         args.database
     };
+    println!(
+        "hearth bench: {} clients, {:.1} s per series, {} cores",
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    if args.search {
+        let opts = hearth::bench::search::SearchOptions {
+            patients: args.patients,
+            clients: args.clients,
+            duration: std::time::Duration::from_secs_f64(args.seconds),
+            databases,
+        };
+        let result = hearth::bench::search::run(&opts).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(result?);
+    }
     let opts = hearth::bench::Options {
         clients: args.clients,
         duration: std::time::Duration::from_secs_f64(args.seconds),
         databases,
     };
-    println!(
-        "hearth bench: {} clients, {:.1} s per series, {} cores",
-        opts.clients,
-        args.seconds,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
     let report = hearth::bench::run(&opts).await;
     let _ = std::fs::remove_dir_all(&dir);
     report?.print();

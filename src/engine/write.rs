@@ -56,6 +56,45 @@ impl Engine {
         Ok(Written { version, created: true, existing: false })
     }
 
+    /// Writes resources that carry their own ids (update-as-create each) in one transaction, as
+    /// a bulk load does: all of them or none. Returns how many were written.
+    pub async fn import(&self, resources: &[Value]) -> Result<usize> {
+        let mut items = Vec::with_capacity(resources.len());
+        for (i, v) in resources.iter().enumerate() {
+            let field = |f: &str| v.get(f).and_then(Value::as_str);
+            let (Some(rtype), Some(id)) = (field("resourceType"), field("id")) else {
+                return Err(Error::invalid(
+                    IssueCode::Required,
+                    format!("resource {i} of the import has no resourceType or id"),
+                ));
+            };
+            if !resource::valid_id(id) {
+                return Err(Error::invalid(
+                    IssueCode::Value,
+                    format!("resource {i}: '{id}' is not a valid id"),
+                ));
+            }
+            resource::validate(rtype, v)?;
+            items.push((rtype, id, v));
+        }
+        let versions = self
+            .retry(|| async {
+                let mut tx = self.store.begin().await?;
+                let mut written = Vec::with_capacity(items.len());
+                for (rtype, id, v) in &items {
+                    let current = tx.current(rtype, id).await?;
+                    written.push(self.put(&mut tx, rtype, id, current, (*v).clone(), "PUT").await?);
+                }
+                tx.commit().await?;
+                Ok(written)
+            })
+            .await?;
+        for v in &versions {
+            self.custom_params_written(v).await?;
+        }
+        Ok(versions.len())
+    }
+
     /// PUT `Type/id`: update, or create with the client's id when it does not exist yet.
     pub async fn update(
         &self,

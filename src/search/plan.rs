@@ -1,5 +1,5 @@
 //! The planner: turns parsed criteria into a SQL filter over `resource r` with bound values,
-//! one EXISTS per criterion against the parameter's index table. No client value is ever
+//! one `r.rkey IN (…)` per criterion against the parameter's index table. No client value is ever
 //! spliced into SQL text.
 
 use super::compartment;
@@ -223,8 +223,8 @@ fn list(store: &Store, c: &Criterion, b: &mut Binder) -> Result<String> {
     let l = b.text("List");
     let ids: Vec<String> = c.values.iter().map(|v| b.text(v.clone())).collect();
     Ok(format!(
-        "EXISTS (SELECT 1 FROM resource l JOIN idx_reference x ON x.rkey = l.rkey WHERE l.rtype = {l} \
-         AND l.id IN ({}) AND NOT l.deleted AND x.pid = {p} AND x.target_type = r.rtype AND x.target_id = r.id)",
+        "(r.rtype, r.id) IN (SELECT x.target_type, x.target_id FROM resource l JOIN idx_reference x \
+         ON x.rkey = l.rkey WHERE l.rtype = {l} AND l.id IN ({}) AND NOT l.deleted AND x.pid = {p})",
         ids.join(", ")
     ))
 }
@@ -289,7 +289,7 @@ fn chain(
         ));
     }
     Ok(format!(
-        "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rkey = r.rkey AND x.pid = {p} AND ({}))",
+        "r.rkey IN (SELECT x.rkey FROM idx_reference x WHERE x.pid = {p} AND ({}))",
         alts.join(" OR ")
     ))
 }
@@ -323,10 +323,11 @@ fn has(cx: &Cx, rtype: &str, spec: &str, c: &Criterion, b: &mut Binder, depth: u
     } else {
         last_link(cx, source, rest, c, b)?
     };
-    // `r` outside the subquery is the resource searched; inside, the referencing one.
+    // `r` outside the subqueries is the resource searched; inside, the referencing one. The
+    // innermost criterion drives: the referencing resources first, then what they point to.
     Ok(format!(
-        "r.id IN (SELECT h.target_id FROM idx_reference h JOIN resource r ON r.rkey = h.rkey \
-         WHERE h.pid = {p} AND h.target_type = {t} AND r.rtype = {s} AND NOT r.deleted AND {inner})"
+        "r.id IN (SELECT h.target_id FROM idx_reference h WHERE h.pid = {p} AND h.target_type = {t} \
+         AND h.rkey IN (SELECT r.rkey FROM resource r WHERE r.rtype = {s} AND NOT r.deleted AND {inner}))"
     ))
 }
 
@@ -409,13 +410,11 @@ fn criterion(
     }
     let t = table(param.kind);
     if modifier == Some("missing") {
-        let exists = format!(
-            "EXISTS (SELECT 1 FROM {t} x WHERE x.rkey = r.rkey AND {})",
-            pid_condition(store, types, &param.code, b)?
-        );
+        let having =
+            format!("SELECT x.rkey FROM {t} x WHERE {}", pid_condition(store, types, &param.code, b)?);
         return match c.values.as_slice() {
-            [v] if v == "true" => Ok(format!("NOT {exists}")),
-            [v] if v == "false" => Ok(exists),
+            [v] if v == "true" => Ok(format!("r.rkey NOT IN ({having})")),
+            [v] if v == "false" => Ok(format!("r.rkey IN ({having})")),
             _ => Err(invalid(c, ":missing takes true or false")),
         };
     }
@@ -434,9 +433,10 @@ fn criterion(
         })
         .map(|r| r.map_err(|m| invalid(c, m)))
         .collect::<Result<Vec<_>>>()?;
-    let exists =
-        format!("EXISTS (SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND {p} AND ({}))", alts.join(" OR "));
-    Ok(if negate { format!("NOT {exists}") } else { exists })
+    // Uncorrelated: the database reads the matching keys from the index once, rather than
+    // probing the index for every resource of the type.
+    let matching = format!("SELECT x.rkey FROM {table} x WHERE {p} AND ({})", alts.join(" OR "));
+    Ok(format!("r.rkey {}IN ({matching})", if negate { "NOT " } else { "" }))
 }
 
 /// `token$value` on one composite row: the first part against the token columns, the second

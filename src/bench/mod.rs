@@ -5,6 +5,8 @@
 //!
 //! Ratios, not absolute numbers, are what to compare across machines.
 
+pub mod search;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
