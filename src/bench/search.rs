@@ -114,13 +114,16 @@ fn practitioners() -> Vec<Value> {
         .collect()
 }
 
+/// SQL statements with their bound values.
+type Statements = Vec<(String, Vec<Bind>)>;
+
 /// One measured query family: how to ask Hearth, and the same lookup in hand-written SQL.
 struct Family {
     name: &'static str,
     /// HTTP requests (paths below the base) for sample `n`; more than one when paging.
     http: Box<dyn Fn(usize) -> Vec<String> + Send + Sync>,
     /// SQL statements for sample `n` (page and total, or both pages).
-    sql: Box<dyn Fn(usize) -> Vec<(String, Vec<Bind>)> + Send + Sync>,
+    sql: Box<dyn Fn(usize) -> Statements + Send + Sync>,
 }
 
 pub async fn run(opts: &SearchOptions) -> Result<()> {
@@ -387,7 +390,7 @@ fn pid(engine: &Engine, rtype: &str, code: &str) -> Result<i64> {
 }
 
 /// Page of 20 (+1 to know about a next page) and the total, the way Hearth answers.
-fn page_and_count(from_where: &str, binds: Vec<Bind>) -> Vec<(String, Vec<Bind>)> {
+fn page_and_count(from_where: &str, binds: Vec<Bind>) -> Statements {
     vec![
         (format!("SELECT r.rkey, r.body {from_where} ORDER BY r.rkey LIMIT 21"), binds.clone()),
         (format!("SELECT COUNT(*) {from_where}"), binds),
