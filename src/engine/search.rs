@@ -149,8 +149,10 @@ fn plan_types(
     let plan = match types {
         [one] => {
             let mut plan = search::plan(&engine.registry, &engine.store, one, &q.criteria, handling)?;
-            plan.filter.binds.push(Bind::Text(one.clone()));
-            plan.filter.sql = format!("r.rtype = ${} AND {}", plan.filter.binds.len(), plan.filter.sql);
+            if !plan.types_implied {
+                plan.filter.binds.push(Bind::Text(one.clone()));
+                plan.filter.sql = format!("r.rtype = ${} AND {}", plan.filter.binds.len(), plan.filter.sql);
+            }
             plan
         }
         _ => search::plan::plan_many(&engine.registry, &engine.store, types, &q.criteria, handling)?,

@@ -25,6 +25,15 @@ pub struct Plan {
     pub filter: Filter,
     /// Criteria that were ignored, as warnings for the search result.
     pub ignored: Vec<Issue>,
+    /// Whether the filter already limits the resource types: some criterion selects by index
+    /// rows, whose parameter ids are per type. Then a separate condition on `r.rtype` is not
+    /// needed, and would tempt SQLite into scanning every resource of the type.
+    pub types_implied: bool,
+}
+
+/// Whether a condition selects resources by their index rows (see `Plan::types_implied`).
+fn selects_by_index(cond: &str) -> bool {
+    cond.starts_with("r.rkey IN (")
 }
 
 /// What chains and `_has` consult at every link.
@@ -98,7 +107,8 @@ pub fn plan(
         conds.push(criterion(store, &[rtype], param, c, &mut b)?);
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
-    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
+    let types_implied = conds.iter().any(|c| selects_by_index(c));
+    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored, types_implied })
 }
 
 /// A plan over several types at once (system level, `_type`, compartment-wide): each criterion
@@ -112,6 +122,7 @@ pub fn plan_many(
     handling: Handling,
 ) -> Result<Plan> {
     let mut kept: Vec<&str> = types.iter().map(String::as_str).collect();
+    let mut selective_over = Vec::new();
     let mut conds = Vec::new();
     let mut b = Binder::default();
     let mut ignored = Vec::new();
@@ -146,10 +157,16 @@ pub fn plan_many(
             ));
         }
         kept = having.iter().map(|(t, _)| *t).collect();
-        conds.push(criterion(store, &kept, param, c, &mut b)?);
+        let cond = criterion(store, &kept, param, c, &mut b)?;
+        if selects_by_index(&cond) {
+            selective_over.push(kept.len());
+        }
+        conds.push(cond);
     }
     let all_types = kept.len() == crate::resource::model::resource_types().count();
-    if !all_types {
+    // Only a condition over exactly the types that remain limits the types (`kept` shrinks).
+    let types_implied = selective_over.contains(&kept.len());
+    if !all_types && !types_implied {
         let list: Vec<String> = kept.iter().map(|t| b.text(*t)).collect();
         conds.insert(
             0,
@@ -157,7 +174,7 @@ pub fn plan_many(
         );
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
-    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored })
+    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored, types_implied: types_implied || all_types })
 }
 
 /// Restricts a filter to the resources in the compartment `ctype/cid` (e.g. `Patient/123`):

@@ -79,6 +79,10 @@ both!(system_level_search, |srv| {
     check(srv, "?_type=Observation,Encounter&subject=Patient/pa", &["o1", "e1"]).await;
     // `name` exists on Patient and Organization: the other types are ruled out, not unfiltered.
     check(srv, "?_type=Patient,Organization,Observation&name=alp", &["pa"]).await;
+    check(srv, "?_type=Patient,Organization&name=vac", &["org"]).await;
+    // gender rules Organization out, though `name` alone would let it through.
+    check(srv, "?_type=Patient,Organization&name=vac&gender:not=male", &[]).await;
+    check(srv, "?_type=Patient,Organization&name=a&gender:not=male", &["pa"]).await;
     let sorted = all_entries(srv, "?_type=Patient,Observation&_sort=-_id&_count=3").await;
     let ids: Vec<&str> = sorted.iter().map(|(_, r)| r.as_str()).collect();
     assert_eq!(ids, ["Patient/pb", "Patient/pa", "Observation/o2", "Observation/o1"]);
