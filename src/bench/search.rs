@@ -161,7 +161,9 @@ async fn run_one(opts: &SearchOptions, name: &str, database: &str) -> Result<()>
             let (f, c, b) = (f.clone(), c.clone(), b.clone());
             async move {
                 let mut next: Option<String> = None;
-                for (step, path) in (f.http)(w * 7919 + n * 31).into_iter().enumerate() {
+                let steps = (f.http)(w * 7919 + n * 31);
+                let last = steps.len() - 1;
+                for (step, path) in steps.into_iter().enumerate() {
                     let url = if step > 0 { next.take().unwrap_or_default() } else { format!("{b}/{path}") };
                     if url.is_empty() {
                         break;
@@ -169,6 +171,11 @@ async fn run_one(opts: &SearchOptions, name: &str, database: &str) -> Result<()>
                     let resp = c.get(&url).send().await.map_err(http_err)?;
                     if !resp.status().is_success() {
                         return Err(Error::Internal(format!("{}: {url}: {}", f.name, resp.status())));
+                    }
+                    // Like the SQL side, read the answer without parsing it unless a link is needed.
+                    if step == last {
+                        resp.bytes().await.map_err(http_err)?;
+                        break;
                     }
                     let bundle: Value = resp.json().await.map_err(http_err)?;
                     next = bundle["link"]
@@ -440,7 +447,7 @@ fn families(engine: &Engine, patients: usize) -> Result<Vec<Family>> {
             let lo = one_day(n);
             page_and_count(
                 "FROM resource r WHERE r.rkey IN (SELECT x.rkey FROM idx_date x WHERE x.pid = $1 \
-                 AND x.lo >= $2 AND x.hi <= $3) AND NOT r.deleted",
+                 AND x.lo >= $2 AND x.lo < $3 AND x.hi <= $3) AND NOT r.deleted",
                 vec![i(imm_date), i(lo), i(lo + DAY_MS)],
             )
         }),
@@ -512,7 +519,7 @@ fn families(engine: &Engine, patients: usize) -> Result<Vec<Family>> {
         sql: Box::new(move |n| {
             let from = "FROM resource r JOIN idx_reference o ON o.rkey = r.rkey \
                         WHERE o.pid = $1 AND o.target_id = $2 AND o.target_type = 'Practitioner' AND NOT r.deleted";
-            let key = "(SELECT MAX(d.hi) FROM idx_date d WHERE d.rkey = r.rkey AND d.pid = $3)";
+            let key = "(SELECT MAX(d.hi) FROM idx_date d WHERE d.rkey = r.rkey AND +d.pid = $3)";
             let binds = vec![i(task_owner), t(format!("dr{}", n % PRACTITIONERS)), i(task_authored)];
             vec![
                 (format!("SELECT r.rkey, r.body, {key} AS k {from} ORDER BY k DESC, r.rkey LIMIT 21"), binds.clone()),

@@ -59,15 +59,21 @@ impl Engine {
         // _summary=count: the total alone.
         let summary_count = q.summary.as_deref() == Some("count");
         let count = if summary_count { 0 } else { self.page_size(q.count) };
-        let (hits, next, previous) = if count == 0 {
-            (Vec::new(), None, None)
-        } else {
-            self.page(&sorted, &order, position.as_ref(), count).await?
+        let page = async {
+            if count == 0 {
+                Ok((Vec::new(), None, None))
+            } else {
+                self.page(&sorted, &order, position.as_ref(), count).await
+            }
         };
-        let total = match q.total.as_deref() {
-            Some("none") if !summary_count => None,
-            _ => Some(self.store.count(&filter).await?),
+        let total = async {
+            match q.total.as_deref() {
+                Some("none") if !summary_count => Ok(None),
+                _ => self.store.count(&filter).await.map(Some),
+            }
         };
+        // Two connections, side by side: the page does not wait for the count.
+        let ((hits, next, previous), total) = tokio::try_join!(page, total)?;
         let included = self.included(&hits, &q.includes).await?;
         let mut hits: Vec<Version> = hits.into_iter().map(|h| h.version).collect();
         if !q.elements.is_empty() || matches!(q.summary.as_deref(), Some("data" | "true" | "text")) {

@@ -89,7 +89,8 @@ pub fn date(v: &str, lo: &str, hi: &str, b: &mut Binder) -> Result<String, Strin
         (s, e)
     };
     let (s, e) = (b.push(Bind::Int(s)), b.push(Bind::Int(e)));
-    let eq = format!("({lo} >= {s} AND {hi} <= {e})");
+    // `lo < hi` always holds, so `hi <= e` implies `lo < e`: saying so bounds the index range.
+    let eq = format!("({lo} >= {s} AND {lo} < {e} AND {hi} <= {e})");
     Ok(match prefix {
         "eq" => eq,
         "ne" => format!("NOT {eq}"),
@@ -98,7 +99,7 @@ pub fn date(v: &str, lo: &str, hi: &str, b: &mut Binder) -> Result<String, Strin
         "ge" => format!("({hi} > {e} OR {eq})"),
         "le" => format!("({lo} < {s} OR {eq})"),
         "sa" => format!("{lo} >= {e}"),
-        "eb" => format!("{hi} <= {s}"),
+        "eb" => format!("({lo} < {s} AND {hi} <= {s})"),
         _ => format!("({lo} < {e} AND {hi} > {s})"),
     })
 }

@@ -299,16 +299,15 @@ fn chain(
             None => last_link(cx, t, rest, c, b)?,
         };
         let tp = b.text(t);
-        // The inner `r` and `x` shadow the outer ones inside the subquery.
+        let of_type = if selects_by_index(&inner) { String::new() } else { format!("r.rtype = {tp} AND ") };
+        // The inner `r` and `x` shadow the outer ones inside the subquery. One branch per
+        // target type, so each is an index lookup by (pid, target_id, target_type).
         alts.push(format!(
-            "(x.target_type = {tp} AND x.target_id IN (SELECT r.id FROM resource r WHERE r.rtype = {tp} \
-             AND NOT r.deleted AND {inner}))"
+            "SELECT x.rkey FROM idx_reference x WHERE x.pid = {p} AND x.target_type = {tp} AND x.target_id IN \
+             (SELECT r.id FROM resource r WHERE {of_type}NOT r.deleted AND {inner})"
         ));
     }
-    Ok(format!(
-        "r.rkey IN (SELECT x.rkey FROM idx_reference x WHERE x.pid = {p} AND ({}))",
-        alts.join(" OR ")
-    ))
+    Ok(format!("r.rkey IN ({})", alts.join(" UNION ALL ")))
 }
 
 /// Reverse chaining `_has:Type:param:criterion` (search.html#has): resources referenced through
@@ -332,7 +331,7 @@ fn has(cx: &Cx, rtype: &str, spec: &str, c: &Criterion, b: &mut Binder, depth: u
         .store
         .param_id(source, code)
         .ok_or_else(|| Error::Internal(format!("search parameter {source}.{code} has no index id")))?;
-    let (p, t, s) = (b.push(Bind::Int(pid.into())), b.text(rtype), b.text(source));
+    let (p, t) = (b.push(Bind::Int(pid.into())), b.text(rtype));
     let inner = if let Some(nested) = rest.strip_prefix("_has:") {
         has(cx, source, nested, c, b, depth + 1)?
     } else if let Some((head, tail)) = rest.split_once('.') {
@@ -341,10 +340,20 @@ fn has(cx: &Cx, rtype: &str, spec: &str, c: &Criterion, b: &mut Binder, depth: u
         last_link(cx, source, rest, c, b)?
     };
     // `r` outside the subqueries is the resource searched; inside, the referencing one. The
-    // innermost criterion drives: the referencing resources first, then what they point to.
+    // innermost criterion drives: the referencing resources first, then what they point to
+    // (`+h.pid` so that SQLite looks them up by rkey, as in `search::sort`).
+    // Deleted resources have no index rows, so an index-selected inner criterion needs no visit
+    // to the resource table. Bound only when used: every placeholder must appear in the statement.
+    let referencing = match inner.strip_prefix("r.rkey IN ") {
+        Some(keys) if selects_by_index(&inner) => keys.to_string(),
+        _ => format!(
+            "(SELECT r.rkey FROM resource r WHERE r.rtype = {} AND NOT r.deleted AND {inner})",
+            b.text(source)
+        ),
+    };
     Ok(format!(
-        "r.id IN (SELECT h.target_id FROM idx_reference h WHERE h.pid = {p} AND h.target_type = {t} \
-         AND h.rkey IN (SELECT r.rkey FROM resource r WHERE r.rtype = {s} AND NOT r.deleted AND {inner}))"
+        "r.id IN (SELECT h.target_id FROM idx_reference h WHERE +h.pid = {p} AND h.target_type = {t} \
+         AND h.rkey IN {referencing})"
     ))
 }
 

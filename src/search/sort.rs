@@ -87,9 +87,12 @@ fn key(
         return Err(bad(format!("cannot sort by '{code}': it is not indexed")));
     }
     let agg = if desc { "MAX" } else { "MIN" };
+    // `+x.pid` keeps the pid out of index selection: without statistics SQLite would rather walk
+    // the (pid, value) index — every row of the parameter — than look the resource's rows up by
+    // (rkey, pid). The unary plus changes nothing in PostgreSQL.
     Ok(SortKey {
         sql: format!(
-            "SELECT {agg}(x.{column}) FROM {table} x WHERE x.rkey = r.rkey AND x.pid IN ({})",
+            "SELECT {agg}(x.{column}) FROM {table} x WHERE x.rkey = r.rkey AND +x.pid IN ({})",
             pids.join(", ")
         ),
         kind,

@@ -27,11 +27,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "search index", include_str!("../../migrations/sqlite/0002_search_index.sql")),
     (3, "composite index", include_str!("../../migrations/sqlite/0003_composite.sql")),
+    (4, "rkey and pid", include_str!("../../migrations/sqlite/0004_rkey_pid.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "search index", include_str!("../../migrations/postgres/0002_search_index.sql")),
     (3, "composite index", include_str!("../../migrations/postgres/0003_composite.sql")),
+    (4, "rkey and pid", include_str!("../../migrations/postgres/0004_rkey_pid.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

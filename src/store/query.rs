@@ -118,9 +118,10 @@ impl Store {
                 format!("${}", binds.len())
             })
             .collect();
+        // `+x.pid`: see `search::sort` — the lookup must go by rkey.
         let sql = format!(
             "SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.rkey IN ({}) \
-             AND x.pid IN ({}) AND x.target_type IS NOT NULL AND x.target_id IS NOT NULL",
+             AND +x.pid IN ({}) AND x.target_type IS NOT NULL AND x.target_id IS NOT NULL",
             keys.join(", "),
             params.join(", ")
         );
