@@ -481,14 +481,14 @@ fn families(engine: &Engine, patients: usize) -> Result<Vec<Family>> {
     out.push(Family {
         name: "_has",
         http: Box::new(move |n| {
-            vec![format!("Patient?_has:Immunization:patient:lot-number=LOT{}", n % LOTS)]
+            vec![format!("Patient?_has:Immunization:patient:lot-number:exact=LOT{}", n % LOTS)]
         }),
         sql: Box::new(move |n| {
             page_and_count(
                 "FROM resource r WHERE r.rtype = 'Patient' AND NOT r.deleted AND r.id IN \
-                 (SELECT x.target_id FROM idx_token y JOIN idx_reference x ON x.rkey = y.rkey \
-                 WHERE y.pid = $1 AND y.code = $2 AND x.pid = $3)",
-                vec![i(imm_lot), t(format!("LOT{}", n % LOTS)), i(imm_patient)],
+                 (SELECT x.target_id FROM idx_string y JOIN idx_reference x ON x.rkey = y.rkey AND +x.pid = $4 \
+                 WHERE y.pid = $1 AND y.norm = $2 AND y.exact = $3)",
+                vec![i(imm_lot), t(format!("lot{}", n % LOTS)), t(format!("LOT{}", n % LOTS)), i(imm_patient)],
             )
         }),
     });

@@ -40,9 +40,10 @@ impl Engine {
         let q = SearchQuery::parse(query)?;
         let types = scope_types(&scope, &q.types)?;
         let mut ignored = Vec::new();
-        let mut filter = plan_types(self, &types, &q, handling, &mut ignored)?;
+        let (mut filter, mut count_sql) = plan_types(self, &types, &q, handling, &mut ignored)?;
         if let Scope::Compartment { ctype, cid, .. } = scope {
             search::restrict_to_compartment(&self.store, &mut filter, ctype, cid, &types)?;
+            count_sql = None;
         }
         for name in &q.unsupported {
             let issue =
@@ -69,7 +70,10 @@ impl Engine {
         let total = async {
             match q.total.as_deref() {
                 Some("none") if !summary_count => Ok(None),
-                _ => self.store.count(&filter).await.map(Some),
+                _ => match &count_sql {
+                    Some(sql) => self.store.count_sql(sql, &filter.binds).await.map(Some),
+                    None => self.store.count(&filter).await.map(Some),
+                },
             }
         };
         // Two connections, side by side: the page does not wait for the count.
@@ -151,7 +155,7 @@ fn plan_types(
     q: &SearchQuery,
     handling: Handling,
     ignored: &mut Vec<Issue>,
-) -> Result<Filter> {
+) -> Result<(Filter, Option<String>)> {
     let plan = match types {
         [one] => {
             let mut plan = search::plan(&engine.registry, &engine.store, one, &q.criteria, handling)?;
@@ -164,7 +168,7 @@ fn plan_types(
         _ => search::plan::plan_many(&engine.registry, &engine.store, types, &q.criteria, handling)?,
     };
     ignored.extend(plan.ignored);
-    Ok(plan.filter)
+    Ok((plan.filter, plan.keys))
 }
 
 /// Applies `_elements`, or without elements `_summary=true|text|data`, to a stored body.

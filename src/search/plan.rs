@@ -29,6 +29,10 @@ pub struct Plan {
     /// rows, whose parameter ids are per type. Then a separate condition on `r.rtype` is not
     /// needed, and would tempt SQLite into scanning every resource of the type.
     pub types_implied: bool,
+    /// When every condition selects by index rows: the matching keys alone (`SELECT rkey …`,
+    /// same placeholders), so a count need not visit the resources (deleted ones have no index
+    /// rows).
+    pub keys: Option<String>,
 }
 
 /// Whether a condition selects resources by their index rows (see `Plan::types_implied`).
@@ -108,7 +112,17 @@ pub fn plan(
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
     let types_implied = conds.iter().any(|c| selects_by_index(c));
-    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored, types_implied })
+    let keys = (!conds.is_empty() && conds.iter().all(|c| selects_by_index(c))).then(|| {
+        let subqueries: Vec<&str> = conds.iter().filter_map(|c| c.strip_prefix("r.rkey IN ")).collect();
+        match subqueries.as_slice() {
+            [one] => format!("SELECT COUNT(DISTINCT k.rkey) FROM {one} k"),
+            many => {
+                let inner: Vec<&str> = many.iter().map(|q| &q[1..q.len() - 1]).collect();
+                format!("SELECT COUNT(*) FROM ({}) k", inner.join(" INTERSECT "))
+            }
+        }
+    });
+    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored, types_implied, keys })
 }
 
 /// A plan over several types at once (system level, `_type`, compartment-wide): each criterion
@@ -174,7 +188,12 @@ pub fn plan_many(
         );
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
-    Ok(Plan { filter: Filter { sql, binds: b.binds }, ignored, types_implied: types_implied || all_types })
+    Ok(Plan {
+        filter: Filter { sql, binds: b.binds },
+        ignored,
+        types_implied: types_implied || all_types,
+        keys: None,
+    })
 }
 
 /// Restricts a filter to the resources in the compartment `ctype/cid` (e.g. `Patient/123`):

@@ -130,6 +130,13 @@ impl Store {
         Ok(rows)
     }
 
+    /// A count statement the planner wrote in full (over index rows only).
+    pub async fn count_sql(&self, sql: &str, binds: &[Bind]) -> Result<i64> {
+        let n: (i64,) = on_backend!(self, pool =>
+            bind_all!(sqlx::query_as(AssertSqlSafe(sql.to_string())), binds.iter()).fetch_one(pool).await?);
+        Ok(n.0)
+    }
+
     pub async fn count(&self, filter: &Filter) -> Result<i64> {
         let sql = format!("SELECT COUNT(*) FROM resource r WHERE ({}) AND NOT r.deleted", filter.sql);
         let n: (i64,) = on_backend!(self, pool =>
