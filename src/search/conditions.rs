@@ -31,6 +31,25 @@ pub fn token_in(v: &str, system_col: &str, code_col: &str, b: &mut Binder) -> St
     }
 }
 
+/// `:of-type`: `type-system|type-code|value` (search.html#token), against the composite rows that
+/// pair an identifier's type coding with its value.
+pub fn of_type(v: &str, b: &mut Binder) -> Result<String, String> {
+    let (Some(system), rest) = split_token(v) else {
+        return Err(format!("'{v}' is not system|code|value, as :of-type needs"));
+    };
+    let (Some(code), value) = split_token(&rest) else {
+        return Err(format!("'{v}' is not system|code|value, as :of-type needs"));
+    };
+    if code.is_empty() || value.is_empty() {
+        return Err(format!("'{v}': :of-type needs a type code and a value"));
+    }
+    let mut conds = vec![format!("x.c_code = {}", b.text(code)), format!("x.code = {}", b.text(value))];
+    if !system.is_empty() {
+        conds.push(format!("x.c_system = {}", b.text(system)));
+    }
+    Ok(format!("({})", conds.join(" AND ")))
+}
+
 pub fn string_starts(v: &str, b: &mut Binder) -> String {
     let norm = fold(v);
     let lo = b.text(norm.clone());

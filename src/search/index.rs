@@ -45,8 +45,11 @@ pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows 
 
 /// No index rows: what a deleted resource of `rtype` has.
 pub fn empty(registry: &Registry, rtype: &str) -> IndexRows {
-    let composite_params =
-        registry.for_type(rtype).iter().any(|p| p.kind == ParamType::Composite && p.in_index_tables());
+    // Composite rows also carry identifier types (`:of-type`).
+    let composite_params = registry
+        .for_type(rtype)
+        .iter()
+        .any(|p| (p.kind == ParamType::Composite || p.code == "identifier") && p.in_index_tables());
     IndexRows { composite_params, ..IndexRows::default() }
 }
 
@@ -207,6 +210,20 @@ fn token(rows: &mut IndexRows, param: &str, ty: &str, item: &Item, value: Option
             if let Some(t) = v.pointer("/type/text").and_then(Value::as_str) {
                 push_string(rows, param, t);
             }
+            // `:of-type` pairs the identifier's type coding with its value: a composite row.
+            if let Some(value) = v.get("value").and_then(Value::as_str) {
+                for c in v.pointer("/type/coding").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(code) = c.get("code").and_then(Value::as_str) {
+                        rows.composites.push(CompositeRow {
+                            param: param.into(),
+                            c_system: c.get("system").and_then(Value::as_str).map(str::to_string),
+                            c_code: code.to_string(),
+                            code: Some(value.to_string()),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
         }
         // ContactPoint's system (phone, email) is not a URI: index the value alone.
         "ContactPoint" => push_token(rows, param, None, v.get("value")),
@@ -216,6 +233,10 @@ fn token(rows: &mut IndexRows, param: &str, ty: &str, item: &Item, value: Option
 
 /// `Patient/1`, `Patient/1/_history/2`, `http://x/fhir/Patient/1`, or a canonical URL.
 fn reference(rows: &mut IndexRows, param: &str, ty: &str, value: Option<&Value>, text: Option<String>) {
+    // `:identifier` searches Reference.identifier: token rows under the reference parameter.
+    if let Some(id) = value.filter(|_| ty == "Reference").and_then(|v| v.get("identifier")) {
+        push_token(rows, param, id.get("system"), id.get("value"));
+    }
     let url = match (ty, value) {
         ("Reference", Some(v)) => match v.get("reference").and_then(Value::as_str) {
             Some(r) if !r.starts_with('#') => r.to_string(),

@@ -466,6 +466,8 @@ fn criterion(
     let (table, negate) = match (param.kind, modifier) {
         (ParamType::Token, Some("text")) => ("idx_string", false),
         (ParamType::Token, Some("not")) => (t, true),
+        (ParamType::Token, Some("of-type")) => ("idx_composite", false),
+        (ParamType::Reference, Some("identifier")) => ("idx_token", false),
         _ => (t, false),
     };
     let p = pid_condition(store, types, &param.code, b)?;
@@ -519,6 +521,8 @@ fn value_condition(
             Ok(format!("(x.norm = {} AND x.exact = {})", b.text(super::index::fold(v)), b.text(v)))
         }
         (ParamType::String, Some("contains")) => Ok(cond::string_contains(v, b)),
+        (ParamType::Token, Some("of-type")) => cond::of_type(v, b),
+        (ParamType::Reference, Some("identifier")) => Ok(cond::token(v, b)),
         (ParamType::Reference, m) => cond::reference(v, m, b),
         (ParamType::Date, None) => cond::date(v, "x.lo", "x.hi", b),
         (ParamType::Number, None) => cond::number(v, b),

@@ -79,3 +79,48 @@ both!(composite_index_follows_writes, |srv| {
     assert!(srv.delete("Observation/o1").await.status().is_success());
     check(srv, "Observation?code-value-quantity=8480-6$lt130", &["o2"]).await;
 });
+
+// Token `:of-type` pairs an identifier's type with its value; reference `:identifier` searches
+// the identifier of a Reference (both stored beside the composite and token rows).
+both!(of_type_and_reference_identifier, |srv| {
+    let v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+    put(
+        srv,
+        "Patient/mr1",
+        json!({"identifier": [
+            {"type": {"coding": [{"system": v2, "code": "MR"}]}, "system": "urn:mrn", "value": "446053"},
+            {"type": {"coding": [{"system": v2, "code": "DL"}]}, "system": "urn:dl", "value": "X99"}
+        ]}),
+    )
+    .await;
+    put(
+        srv,
+        "Patient/mr2",
+        json!({"identifier": [
+            {"type": {"coding": [{"system": v2, "code": "DL"}]}, "system": "urn:dl", "value": "446053"}
+        ]}),
+    )
+    .await;
+    check(srv, &format!("Patient?identifier:of-type={v2}|MR|446053"), &["mr1"]).await;
+    check(srv, &format!("Patient?identifier:of-type={v2}|DL|446053"), &["mr2"]).await;
+    check(srv, &format!("Patient?identifier:of-type={v2}|DL|X99,{v2}|DL|446053"), &["mr1", "mr2"]).await;
+    check(srv, &format!("Patient?identifier:of-type={v2}|MR|X99"), &[]).await;
+    outcome(srv.get("Patient?identifier:of-type=446053").await, 400).await;
+
+    put(
+        srv,
+        "Observation/ri1",
+        obs(json!({"subject": {"identifier": {"system": "urn:mrn", "value": "446053"}}})),
+    )
+    .await;
+    put(
+        srv,
+        "Observation/ri2",
+        obs(json!({"subject": {"reference": "Patient/mr1",
+        "identifier": {"system": "urn:mrn", "value": "777"}}})),
+    )
+    .await;
+    check(srv, "Observation?subject:identifier=urn:mrn|446053", &["ri1"]).await;
+    check(srv, "Observation?subject:identifier=777", &["ri2"]).await;
+    check(srv, "Observation?subject=Patient/mr1", &["ri2"]).await;
+});
