@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the performance suite: builds the release binary, starts a throwaway
 # PostgreSQL cluster when its binaries are installed, and runs `hearth bench` on SQLite and
-# PostgreSQL. Extra arguments go to `hearth bench` (e.g. --clients 16 --seconds 10).
+# PostgreSQL. Extra arguments go to `hearth bench` (e.g. --clients 16 --seconds 10, or
+# --search [--patients N] for the search suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -24,4 +25,4 @@ if [ -n "$bindir" ] && [ -x "$bindir/initdb" ]; then
 else
   echo "PostgreSQL binaries not found: measuring SQLite only" >&2
 fi
-HEARTH_LOG=warn "$bin" bench "${dbs[@]}" "$@"
+HEARTH_LOG="${HEARTH_LOG:-warn,sqlx=error}" "$bin" bench "${dbs[@]}" "$@"
