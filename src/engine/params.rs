@@ -36,8 +36,11 @@ impl Engine {
     async fn activate(&self, version: &Version) -> Result<()> {
         let value = crate::resource::parse_json(&version.body)?;
         let params = self.registry.check_custom(&version.id, &value)?;
-        let keys = self.registry.set_custom(&version.id, params);
-        self.store.register_params(&keys).await
+        // Ids first: a write that sees the parameter must find its id.
+        let keys: Vec<(String, String)> = params.iter().map(|(t, p)| (t.clone(), p.code.clone())).collect();
+        self.store.register_params(&keys).await?;
+        self.registry.set_custom(&version.id, params);
+        Ok(())
     }
 
     /// Recomputes the index rows of every current resource (of `rtype`, or of all types), in

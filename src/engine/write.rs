@@ -90,7 +90,10 @@ impl Engine {
             })
             .await?;
         for v in &versions {
-            self.custom_params_written(v).await?;
+            // Stored already: a SearchParameter that cannot be activated is logged, not undone.
+            if let Err(e) = self.custom_params_written(v).await {
+                tracing::warn!("{}/{} was imported but is not active: {e}", v.rtype, v.id);
+            }
         }
         Ok(versions.len())
     }
@@ -319,7 +322,7 @@ impl Engine {
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
         tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;
-        tx.set_index(&self.store, rtype, cur.rkey, &search::index::empty(&self.registry, rtype)).await?;
+        tx.set_index(&self.store, rtype, cur.rkey, &Default::default()).await?;
         Ok(version)
     }
 

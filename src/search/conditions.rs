@@ -107,19 +107,28 @@ pub fn date(v: &str, lo: &str, hi: &str, b: &mut Binder) -> Result<String, Strin
     } else {
         (s, e)
     };
-    let (s, e) = (b.push(Bind::Int(s)), b.push(Bind::Int(e)));
+    // Only the values a prefix uses are bound: every placeholder must appear in the statement.
+    let (start, end) = (s, e);
     // `lo < hi` always holds, so `hi <= e` implies `lo < e`: saying so bounds the index range.
-    let eq = format!("({lo} >= {s} AND {lo} < {e} AND {hi} <= {e})");
+    let eq = |s: &str, e: &str| format!("({lo} >= {s} AND {lo} < {e} AND {hi} <= {e})");
     Ok(match prefix {
-        "eq" => eq,
-        "ne" => format!("NOT {eq}"),
-        "gt" => format!("{hi} > {e}"),
-        "lt" => format!("{lo} < {s}"),
-        "ge" => format!("({hi} > {e} OR {eq})"),
-        "le" => format!("({lo} < {s} OR {eq})"),
-        "sa" => format!("{lo} >= {e}"),
-        "eb" => format!("({lo} < {s} AND {hi} <= {s})"),
-        _ => format!("({lo} < {e} AND {hi} > {s})"),
+        "gt" => format!("{hi} > {}", b.push(Bind::Int(end))),
+        "lt" => format!("{lo} < {}", b.push(Bind::Int(start))),
+        "sa" => format!("{lo} >= {}", b.push(Bind::Int(end))),
+        "eb" => {
+            let s = b.push(Bind::Int(start));
+            format!("({lo} < {s} AND {hi} <= {s})")
+        }
+        _ => {
+            let (s, e) = (b.push(Bind::Int(start)), b.push(Bind::Int(end)));
+            match prefix {
+                "eq" => eq(&s, &e),
+                "ne" => format!("NOT {}", eq(&s, &e)),
+                "ge" => format!("({hi} > {e} OR {})", eq(&s, &e)),
+                "le" => format!("({lo} < {s} OR {})", eq(&s, &e)),
+                _ => format!("({lo} < {e} AND {hi} > {s})"),
+            }
+        }
     })
 }
 

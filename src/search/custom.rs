@@ -91,15 +91,31 @@ impl Registry {
     pub fn set_custom(&self, id: &str, params: Vec<(String, SearchParam)>) -> Vec<(String, String)> {
         let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
         let mut sources = self.custom_sources.write().unwrap_or_else(|e| e.into_inner());
+        let mut previous: Vec<(String, &'static SearchParam)> = Vec::new();
         for (t, code) in sources.remove(id).unwrap_or_default() {
-            if let Some(m) = custom.get_mut(&t) {
-                m.remove(&code);
+            if let Some(old) = custom.get_mut(&t).and_then(|m| m.remove(&code)) {
+                previous.push((t, old));
             }
         }
         let keys: Vec<(String, String)> = params.iter().map(|(t, p)| (t.clone(), p.code.clone())).collect();
         for (t, p) in params {
             let code = p.code.clone();
-            custom.entry(t).or_default().insert(code, Box::leak(Box::new(p)));
+            // An unchanged definition keeps its allocation, so re-saving a SearchParameter does
+            // not grow memory; only new definitions are leaked.
+            let same = |old: &SearchParam| {
+                old.url == p.url
+                    && old.kind == p.kind
+                    && old.expression == p.expression
+                    && old.targets == p.targets
+                    && old.description == p.description
+            };
+            let kept =
+                previous.iter().find(|(pt, old)| *pt == t && old.code == code && same(old)).map(|(_, o)| *o);
+            let param: &'static SearchParam = match kept {
+                Some(old) => old,
+                None => Box::leak(Box::new(p)),
+            };
+            custom.entry(t).or_default().insert(code, param);
         }
         if !keys.is_empty() {
             sources.insert(id.to_string(), keys.clone());

@@ -18,7 +18,7 @@ pub fn fold(s: &str) -> String {
 
 /// Every index row of the resource, for all indexed parameters of its type.
 pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows {
-    let mut rows = empty(registry, rtype);
+    let mut rows = IndexRows::default();
     for param in registry.for_type(rtype) {
         if !param.in_index_tables() {
             continue;
@@ -41,16 +41,6 @@ pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows 
     }
     rows.dedup();
     rows
-}
-
-/// No index rows: what a deleted resource of `rtype` has.
-pub fn empty(registry: &Registry, rtype: &str) -> IndexRows {
-    // Composite rows also carry identifier types (`:of-type`).
-    let composite_params = registry
-        .for_type(rtype)
-        .iter()
-        .any(|p| (p.kind == ParamType::Composite || p.code == "identifier") && p.in_index_tables());
-    IndexRows { composite_params, ..IndexRows::default() }
 }
 
 /// A composite's rows: for each element the parameter's expression reaches, every pairing of its

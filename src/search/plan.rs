@@ -116,9 +116,12 @@ pub fn plan(
         let subqueries: Vec<&str> = conds.iter().filter_map(|c| c.strip_prefix("r.rkey IN ")).collect();
         match subqueries.as_slice() {
             [one] => format!("SELECT COUNT(DISTINCT k.rkey) FROM {one} k"),
+            // Each operand a derived table of its own: a chain's `UNION ALL` inside must not
+            // group with the `INTERSECT` (the backends disagree on precedence).
             many => {
-                let inner: Vec<&str> = many.iter().map(|q| &q[1..q.len() - 1]).collect();
-                format!("SELECT COUNT(*) FROM ({}) k", inner.join(" INTERSECT "))
+                let sets: Vec<String> =
+                    many.iter().enumerate().map(|(i, q)| format!("SELECT k{i}.rkey FROM {q} k{i}")).collect();
+                format!("SELECT COUNT(*) FROM ({}) k", sets.join(" INTERSECT "))
             }
         }
     });
@@ -455,8 +458,13 @@ fn criterion(
     }
     let t = table(param.kind);
     if modifier == Some("missing") {
-        let having =
+        let mut having =
             format!("SELECT x.rkey FROM {t} x WHERE {}", pid_condition(store, types, &param.code, b)?);
+        if param.kind == ParamType::Reference {
+            // A reference with only an identifier has token rows and no reference row.
+            let pids = pid_condition(store, types, &param.code, b)?;
+            having = format!("{having} UNION SELECT x.rkey FROM idx_token x WHERE {pids}");
+        }
         return match c.values.as_slice() {
             [v] if v == "true" => Ok(format!("r.rkey NOT IN ({having})")),
             [v] if v == "false" => Ok(format!("r.rkey IN ({having})")),
@@ -466,7 +474,10 @@ fn criterion(
     let (table, negate) = match (param.kind, modifier) {
         (ParamType::Token, Some("text")) => ("idx_string", false),
         (ParamType::Token, Some("not")) => (t, true),
-        (ParamType::Token, Some("of-type")) => ("idx_composite", false),
+        (ParamType::Token, Some("of-type")) if param.code == "identifier" => ("idx_composite", false),
+        (ParamType::Token, Some("of-type")) => {
+            return Err(invalid(c, ":of-type applies to identifier parameters only"));
+        }
         (ParamType::Reference, Some("identifier")) => ("idx_token", false),
         _ => (t, false),
     };

@@ -117,9 +117,6 @@ pub struct IndexRows {
     pub numbers: Vec<NumberRow>,
     pub uris: Vec<UriRow>,
     pub composites: Vec<CompositeRow>,
-    /// Whether the type has composite parameters at all: most do not, and then their table is
-    /// never touched.
-    pub composite_params: bool,
 }
 
 impl IndexRows {

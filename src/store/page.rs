@@ -44,7 +44,7 @@ impl SortValue {
             (self, kind),
             (SortValue::Null, _)
                 | (SortValue::Int(_), SortKind::Int)
-                | (SortValue::Real(_), SortKind::Real | SortKind::Int)
+                | (SortValue::Real(_), SortKind::Real)
                 | (SortValue::Text(_), SortKind::Text)
         )
     }

@@ -220,9 +220,6 @@ impl Tx {
         let fresh = self.inserted.contains(&rkey);
         let mut statements = Vec::new();
         for (table, columns, table_rows) in rows.tables() {
-            if table == "idx_composite" && !rows.composite_params {
-                continue;
-            }
             if !fresh {
                 statements.push((format!("DELETE FROM {table} WHERE rkey = $1"), vec![Bind::Int(rkey)]));
             }

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod common_params;
 mod composite;
 mod concurrency;
 mod conditional;

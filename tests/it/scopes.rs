@@ -145,3 +145,41 @@ both!(list_parameter, |srv| {
     check(srv, "Patient?_list=nolist", &[]).await;
     outcome(srv.get("Patient?_list=$current-allergies").await, 400).await;
 });
+
+// Totals must agree with the matches when a chain (one branch per target type) meets other
+// criteria: the count runs over index rows alone and must group its set operations right.
+both!(totals_with_chains_and_other_criteria, |srv| {
+    put(srv, "Patient/smith", json!({"name": [{"family": "Smith"}]})).await;
+    put(srv, "Location/loc", json!({"name": "Smith Wing"})).await;
+    put(
+        srv,
+        "Observation/a",
+        obs(json!({"code": {"coding": [{"code": "X"}]},
+        "subject": {"reference": "Patient/smith"}})),
+    )
+    .await;
+    put(
+        srv,
+        "Observation/b",
+        obs(json!({"code": {"coding": [{"code": "Y"}]},
+        "subject": {"reference": "Location/loc"}})),
+    )
+    .await;
+    put(
+        srv,
+        "Observation/c",
+        obs(json!({"code": {"coding": [{"code": "X"}]},
+        "subject": {"reference": "Location/loc"}})),
+    )
+    .await;
+    // `check` also asserts that `total` equals the number of matches.
+    check(srv, "Observation?code=X&subject.name=smith", &["a", "c"]).await;
+    check(srv, "Observation?code=Y&subject.name=smith", &["b"]).await;
+    check(srv, "Observation?code=X&subject:Patient.name=smith", &["a"]).await;
+    check(srv, "Observation?code=Z&subject.name=smith", &[]).await;
+    // A reference given only by identifier is present, not missing.
+    put(srv, "Observation/d", obs(json!({"subject": {"identifier": {"value": "123"}}}))).await;
+    check(srv, "Observation?subject:missing=true", &[]).await;
+    check(srv, "Observation?subject:missing=false", &["a", "b", "c", "d"]).await;
+    outcome(srv.get("Patient?gender:of-type=a|b|c").await, 400).await;
+});
