@@ -123,6 +123,31 @@ async fn bare_server(body: Vec<u8>) -> Result<String> {
     Ok(format!("http://{addr}/fhir"))
 }
 
+/// The real server on a random local port, for the duration of a benchmark.
+struct Running {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    async fn start(state: &Arc<crate::api::AppState>) -> Result<Running> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(e.to_string()))?;
+        let base =
+            format!("http://{}/fhir", listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::server::serve(state.clone(), listener, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(Running { base, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 pub struct Report {
     pub rows: Vec<(String, &'static str, Series, Series)>,
 }
@@ -170,12 +195,8 @@ async fn run_one(
     let config = Config { database: database.into(), ..Config::default() };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(e.to_string()))?;
-    let base = format!("http://{}/fhir", listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(state.clone(), listener, async {
-        let _ = stop_rx.await;
-    }));
+    let server = Running::start(&state).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build().map_err(http_err)?;
     let (clients, duration) = (opts.clients, opts.duration);
 
@@ -248,8 +269,7 @@ async fn run_one(
     .await?;
     let raw_update = raw_writes(&state.engine.store.backend, clients, duration, &body_bytes, true).await?;
 
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     Ok(vec![
         (name.to_string(), "read", read, bare_read),
         (name.to_string(), "create", create, raw_create),

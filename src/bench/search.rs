@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
-use tokio::net::TcpListener;
 
 use super::{Series, drive, http_err};
 use crate::config::Config;
@@ -143,12 +142,8 @@ async fn run_one(opts: &SearchOptions, name: &str, database: &str) -> Result<()>
     load(engine, opts.patients).await?;
     report_storage(engine, name).await?;
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(e.to_string()))?;
-    let base = format!("http://{}/fhir", listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(state.clone(), listener, async {
-        let _ = stop_rx.await;
-    }));
+    let server = super::Running::start(&state).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build().map_err(http_err)?;
     println!(
         "{:<14} {:>9} {:>8} {:>8}   {:>9} {:>8} {:>8}   {:>6}",
@@ -191,8 +186,7 @@ async fn run_one(opts: &SearchOptions, name: &str, database: &str) -> Result<()>
         let sql = baseline(&engine.store.backend, &family, opts).await?;
         print_row(family.name, &http, &sql);
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     Ok(())
 }
 
