@@ -105,6 +105,36 @@ impl Error {
         Error::Invalid(vec![Issue::new(code, diagnostics)])
     }
 
+    /// The same error, said of entry `i` of a Bundle: messages name the entry, issue
+    /// expressions are rooted at it. Database errors stay as they are (the engine retries some).
+    pub fn in_entry(self, i: usize) -> Self {
+        let at = format!("Bundle.entry[{i}]");
+        let say = |m: String| format!("{at}: {m}");
+        match self {
+            Error::Invalid(issues) => Error::Invalid(
+                issues
+                    .into_iter()
+                    .map(|mut issue| {
+                        issue.expression = Some(match issue.expression.take() {
+                            Some(e) => format!("{at}.resource.{e}"),
+                            None => at.clone(),
+                        });
+                        issue.diagnostics = say(issue.diagnostics);
+                        issue
+                    })
+                    .collect(),
+            ),
+            Error::UnknownType(t) => Error::NotFound(say(format!("unknown resource type '{t}'"))),
+            Error::NotFound(m) => Error::NotFound(say(m)),
+            Error::Gone(m) => Error::Gone(say(m)),
+            Error::Conflict(m) => Error::Conflict(say(m)),
+            Error::PreconditionFailed(m) => Error::PreconditionFailed(say(m)),
+            Error::MethodNotAllowed(m) => Error::MethodNotAllowed(say(m)),
+            Error::NotImplemented(m) => Error::NotImplemented(say(m)),
+            other => other,
+        }
+    }
+
     /// A 400 with one issue located at `expression`.
     pub fn invalid_at(
         code: IssueCode,

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::format::{Format, Output};
 use super::request::Ctx;
 use super::respond;
-use crate::engine::{History, SearchResult};
+use crate::engine::{History, Outcome, SearchResult};
 use crate::error::{Error, Result};
 use crate::resource::instant;
 use crate::store::Version;
@@ -71,8 +71,14 @@ struct RequestInfo {
 #[serde(rename_all = "camelCase")]
 struct ResponseInfo {
     status: String,
-    etag: String,
-    last_modified: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Box<RawValue>>,
 }
 
 fn raw(bytes: &[u8]) -> Result<Box<RawValue>> {
@@ -122,6 +128,10 @@ fn full_url(ctx: &Ctx, v: &Version) -> String {
 
 /// `path` is the search's path below the base: `Patient` or `Patient/123/Immunization`.
 pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Result<Response> {
+    finish(ctx.out, &searchset_bundle(ctx, path, query, result)?)
+}
+
+fn searchset_bundle(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Result<Bundle> {
     // Links show the parameters that were applied, not the ones ignored (search.html#conformance).
     let ignored: Vec<&str> = result.ignored.iter().filter_map(|i| i.expression.as_deref()).collect();
     let applied = url::form_urlencoded::Serializer::new(String::new())
@@ -166,7 +176,7 @@ pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Re
             ..Entry::default()
         });
     }
-    finish(ctx.out, &envelope("searchset", result.total, link, entry))
+    Ok(envelope("searchset", result.total, link, entry))
 }
 
 pub fn history(ctx: &Ctx, path: &str, h: History) -> Result<Response> {
@@ -191,11 +201,97 @@ pub fn history(ctx: &Ctx, path: &str, h: History) -> Result<Response> {
             request: Some(RequestInfo { method: method.into(), url }),
             response: Some(ResponseInfo {
                 status: status.into(),
-                etag: format!("W/\"{}\"", v.version),
-                last_modified: instant::format_ms(v.last_updated),
+                location: None,
+                etag: Some(format!("W/\"{}\"", v.version)),
+                last_modified: Some(instant::format_ms(v.last_updated)),
+                outcome: None,
             }),
             ..Entry::default()
         });
     }
     finish(ctx.out, &envelope("history", h.total, link, entry))
+}
+
+/// The `batch-response` or `transaction-response` to a Bundle: one entry per request entry, in
+/// order, with status, location, etag and lastModified, and the resource unless
+/// `Prefer: return=minimal`; a failed batch entry carries its OperationOutcome.
+pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcome>>) -> Result<Response> {
+    let minimal = ctx.prefer_return == super::request::Return::Minimal;
+    let status =
+        |code: StatusCode| format!("{} {}", code.as_u16(), code.canonical_reason().unwrap_or_default());
+    let mut entry = Vec::with_capacity(results.len());
+    for result in results {
+        let e = match result {
+            Ok(Outcome::Written(w)) => {
+                let v = &w.version;
+                let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+                Entry {
+                    full_url: Some(full_url(ctx, v)),
+                    resource: if minimal { None } else { Some(raw(&v.body)?) },
+                    response: Some(ResponseInfo {
+                        status: status(code),
+                        location: Some(format!("{}/{}/_history/{}", v.rtype, v.id, v.version)),
+                        etag: Some(format!("W/\"{}\"", v.version)),
+                        last_modified: Some(instant::format_ms(v.last_updated)),
+                        outcome: None,
+                    }),
+                    ..Entry::default()
+                }
+            }
+            Ok(Outcome::Deleted(d)) => Entry {
+                response: Some(ResponseInfo {
+                    status: status(StatusCode::NO_CONTENT),
+                    location: None,
+                    etag: d.version.map(|v| format!("W/\"{v}\"")),
+                    last_modified: None,
+                    outcome: None,
+                }),
+                ..Entry::default()
+            },
+            Ok(Outcome::Read(v)) => Entry {
+                full_url: Some(full_url(ctx, &v)),
+                resource: Some(raw(&v.body)?),
+                response: Some(ResponseInfo {
+                    status: status(StatusCode::OK),
+                    location: None,
+                    etag: Some(format!("W/\"{}\"", v.version)),
+                    last_modified: Some(instant::format_ms(v.last_updated)),
+                    outcome: None,
+                }),
+                ..Entry::default()
+            },
+            Ok(Outcome::Searched(result)) => {
+                let bundle = searchset_bundle(ctx, "", "", *result)?;
+                let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
+                Entry {
+                    resource: Some(raw(&bytes)?),
+                    response: Some(ResponseInfo {
+                        status: status(StatusCode::OK),
+                        location: None,
+                        etag: None,
+                        last_modified: None,
+                        outcome: None,
+                    }),
+                    ..Entry::default()
+                }
+            }
+            Err(err) => {
+                let code = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let oo = respond::error_outcome(&err);
+                let bytes = serde_json::to_vec(&oo).map_err(|e| Error::Internal(e.to_string()))?;
+                Entry {
+                    response: Some(ResponseInfo {
+                        status: status(code),
+                        location: None,
+                        etag: None,
+                        last_modified: None,
+                        outcome: Some(raw(&bytes)?),
+                    }),
+                    ..Entry::default()
+                }
+            }
+        };
+        entry.push(e);
+    }
+    finish(ctx.out, &envelope(kind, None, Vec::new(), entry))
 }

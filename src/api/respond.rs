@@ -62,6 +62,12 @@ pub fn error(out: Output, err: Error) -> Response {
     with_body(status, out, bytes)
 }
 
+/// The OperationOutcome an error becomes (inside a batch response entry).
+pub fn error_outcome(err: &Error) -> serde_json::Value {
+    let severity = if err.status() >= 500 { "fatal" } else { "error" };
+    outcome(&err.issues(), severity)
+}
+
 /// `W/"n"`.
 pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))

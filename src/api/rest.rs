@@ -312,9 +312,19 @@ pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Respons
 }
 
 /// POST to the base is a batch or transaction Bundle: not implemented yet, and said so.
-pub async fn system_post(ctx: Ctx) -> Response {
+/// POST `[base]`: a batch or transaction Bundle.
+pub async fn system_post(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Response {
     ctx.run(async {
-        Err(Error::NotImplemented("batch and transaction Bundles are not supported yet".into()))
+        let value = body_resource(&s, &ctx, body).await?;
+        let (transaction, requests) = crate::engine::parse_bundle(&value)?;
+        if transaction {
+            let requests = requests.into_iter().collect::<Result<Vec<_>>>()?;
+            let outcomes = s.engine.transaction(requests).await?;
+            bundle::bundle_response(&ctx, "transaction-response", outcomes.into_iter().map(Ok).collect())
+        } else {
+            let results = s.engine.batch(requests).await;
+            bundle::bundle_response(&ctx, "batch-response", results)
+        }
     })
     .await
 }

@@ -9,10 +9,12 @@ mod include;
 mod params;
 mod read;
 mod search;
+mod transaction;
 mod write;
 
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};
+pub use transaction::{Method, Outcome, Request, parse_bundle};
 pub use write::{Deleted, Written};
 
 use crate::error::{Error, Result};

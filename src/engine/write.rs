@@ -262,7 +262,7 @@ impl Engine {
         Ok((Deleted { version }, found.into_iter().next().map(|(_, id)| id)))
     }
 
-    async fn write_version(
+    pub(super) async fn write_version(
         &self,
         tx: &mut Tx,
         rtype: &str,
@@ -278,7 +278,7 @@ impl Engine {
     }
 
     /// Writes the next version: current row, history row and index rows.
-    async fn put(
+    pub(super) async fn put(
         &self,
         tx: &mut Tx,
         rtype: &str,
@@ -317,7 +317,7 @@ impl Engine {
         })
     }
 
-    async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
+    pub(super) async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
         let version = cur.version + 1;
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
@@ -328,7 +328,7 @@ impl Engine {
 
     /// Resolves the criteria of a conditional interaction inside the write transaction, holding
     /// a lock on the condition so two writers cannot both see "no match" and both create.
-    async fn find_for_condition(
+    pub(super) async fn find_for_condition(
         &self,
         tx: &mut Tx,
         rtype: &str,
@@ -347,11 +347,11 @@ impl Engine {
     }
 }
 
-fn multiple_matches(rtype: &str, condition: &str) -> Error {
+pub(super) fn multiple_matches(rtype: &str, condition: &str) -> Error {
     Error::PreconditionFailed(format!("the condition '{condition}' matches more than one {rtype}"))
 }
 
-fn check_if_match(current: Option<&Current>, if_match: Option<i64>) -> Result<()> {
+pub(super) fn check_if_match(current: Option<&Current>, if_match: Option<i64>) -> Result<()> {
     let Some(expected) = if_match else { return Ok(()) };
     match current {
         Some(c) if !c.deleted && c.version == expected => Ok(()),

@@ -17,3 +17,4 @@ mod history;
 mod paging;
 mod scopes;
 mod search;
+mod transaction;

@@ -1,0 +1,513 @@
+//! Batch and transaction Bundles (http.html#transaction).
+//!
+//! A transaction runs in one store transaction: conditions and conditional references are
+//! resolved first (under their advisory locks), then every `urn:uuid:`/`urn:oid:` and
+//! conditional reference is rewritten, then DELETEs, POSTs and PUTs are written in that order.
+//! GETs run after the commit, so they see what the transaction wrote. Any failure rolls
+//! everything back and names the entry. A batch runs each entry on its own.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::write::{check_if_match, multiple_matches};
+use super::{Deleted, Engine, SearchResult, Written};
+use crate::error::{Error, IssueCode, Result};
+use crate::resource;
+use crate::search::Handling;
+use crate::store::{Tx, Version};
+
+/// Most entries accepted in one Bundle.
+pub const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    // Declared in the order a transaction processes them.
+    Delete,
+    Post,
+    Put,
+    Get,
+}
+
+/// One entry's request, as the Bundle states it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// `Type`, `Type/id`, `Type?criteria`, `Type/id/_history/v`, relative to the base.
+    pub url: String,
+    pub full_url: Option<String>,
+    pub resource: Option<Value>,
+    pub if_match: Option<i64>,
+    pub if_none_exist: Option<String>,
+}
+
+/// What one entry did.
+pub enum Outcome {
+    Written(Written),
+    Deleted(Deleted),
+    Read(Version),
+    Searched(Box<SearchResult>),
+}
+
+/// `batch` or `transaction`, and each entry's request (or why it is not one: a batch answers
+/// that entry alone, a transaction fails).
+pub fn parse_bundle(bundle: &Value) -> Result<(bool, Vec<Result<Request>>)> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(Error::invalid(
+            IssueCode::Invalid,
+            "the body must be a Bundle of type batch or transaction",
+        ));
+    }
+    let transaction = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => true,
+        Some("batch") => false,
+        other => {
+            return Err(Error::invalid_at(
+                IssueCode::Value,
+                format!("Bundle.type must be batch or transaction, got {other:?}"),
+                "Bundle.type",
+            ));
+        }
+    };
+    let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if entries.len() > MAX_ENTRIES {
+        return Err(Error::invalid_at(
+            IssueCode::TooLarge,
+            format!("the Bundle has {} entries; at most {MAX_ENTRIES} are accepted", entries.len()),
+            "Bundle.entry",
+        ));
+    }
+    let requests =
+        entries.iter().enumerate().map(|(i, e)| parse_entry(e).map_err(|err| err.in_entry(i))).collect();
+    Ok((transaction, requests))
+}
+
+fn parse_entry(entry: &Value) -> Result<Request> {
+    let text = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
+    let request = entry
+        .get("request")
+        .ok_or_else(|| Error::invalid_at(IssueCode::Required, "every entry needs a request", "request"))?;
+    let method = match text(request, "method").as_deref() {
+        Some("GET" | "HEAD") => Method::Get,
+        Some("POST") => Method::Post,
+        Some("PUT") => Method::Put,
+        Some("DELETE") => Method::Delete,
+        Some("PATCH") => {
+            return Err(Error::NotImplemented("PATCH inside a Bundle is not supported yet".into()));
+        }
+        other => {
+            return Err(Error::invalid_at(
+                IssueCode::Value,
+                format!("unknown method {other:?}"),
+                "request.method",
+            ));
+        }
+    };
+    let url = text(request, "url")
+        .ok_or_else(|| Error::invalid_at(IssueCode::Required, "request.url is required", "request.url"))?;
+    let if_match = match text(request, "ifMatch") {
+        Some(m) => Some(parse_etag(&m)?),
+        None => None,
+    };
+    let resource = entry.get("resource").cloned();
+    if matches!(method, Method::Post | Method::Put) && resource.is_none() {
+        return Err(Error::invalid_at(
+            IssueCode::Required,
+            "POST and PUT entries need a resource",
+            "resource",
+        ));
+    }
+    Ok(Request {
+        method,
+        url: url.trim_start_matches('/').to_string(),
+        full_url: text(entry, "fullUrl"),
+        resource,
+        if_match,
+        if_none_exist: text(request, "ifNoneExist").map(|c| c.trim_start_matches('?').to_string()),
+    })
+}
+
+/// `W/"3"` (or `3`) → 3.
+fn parse_etag(value: &str) -> Result<i64> {
+    let v = value.trim();
+    v.strip_prefix("W/").unwrap_or(v).trim_matches('"').parse().map_err(|_| {
+        Error::invalid_at(IssueCode::Value, format!("malformed ifMatch '{value}'"), "request.ifMatch")
+    })
+}
+
+/// The target of an entry's URL.
+enum Target<'a> {
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+    Condition(&'a str, &'a str),
+}
+
+fn target(url: &str) -> Result<Target<'_>> {
+    let path = url.split('?').next().unwrap_or_default();
+    let rtype = path.split('/').next().unwrap_or_default();
+    if !resource::is_resource_type(rtype) {
+        return Err(Error::UnknownType(rtype.to_string()));
+    }
+    if let Some((_, query)) = url.split_once('?')
+        && !path.contains('/')
+    {
+        return Ok(Target::Condition(rtype, query));
+    }
+    match path.split('/').nth(1) {
+        None | Some("") => Ok(Target::Type(rtype)),
+        Some(id) => Ok(Target::Instance(rtype, id)),
+    }
+}
+
+impl Engine {
+    /// Each entry on its own; one entry's failure is its own answer.
+    pub async fn batch(&self, requests: Vec<Result<Request>>) -> Vec<Result<Outcome>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (i, r) in requests.into_iter().enumerate() {
+            out.push(match r {
+                Ok(r) => self.one(r).await.map_err(|e| e.in_entry(i)),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    async fn one(&self, r: Request) -> Result<Outcome> {
+        match (r.method, target(&r.url)?) {
+            (Method::Get, _) => self.get(&r.url).await,
+            (Method::Post, Target::Type(t)) => {
+                let value = r.resource.unwrap_or_default();
+                Ok(Outcome::Written(self.create(t, value, r.if_none_exist.as_deref()).await?))
+            }
+            (Method::Put, Target::Instance(t, id)) => {
+                Ok(Outcome::Written(self.update(t, id, r.resource.unwrap_or_default(), r.if_match).await?))
+            }
+            (Method::Put, Target::Condition(t, q)) => Ok(Outcome::Written(
+                self.conditional_update(t, q, r.resource.unwrap_or_default(), r.if_match).await?,
+            )),
+            (Method::Delete, Target::Instance(t, id)) => {
+                Ok(Outcome::Deleted(self.delete(t, id, r.if_match).await?))
+            }
+            (Method::Delete, Target::Condition(t, q)) => {
+                Ok(Outcome::Deleted(self.conditional_delete(t, q).await?))
+            }
+            _ => Err(Error::invalid(
+                IssueCode::Value,
+                format!("{:?} {} is not a valid entry request", r.method, r.url),
+            )),
+        }
+    }
+
+    /// A read, version read or search, as an entry's GET.
+    async fn get(&self, url: &str) -> Result<Outcome> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            [t] => Ok(Outcome::Searched(Box::new(self.search(t, query, Handling::Lenient).await?))),
+            [t, id] => Ok(Outcome::Read(self.read(t, id).await?)),
+            [t, id, "_history", v] => Ok(Outcome::Read(self.vread(t, id, v).await?)),
+            _ => Err(Error::invalid(
+                IssueCode::NotSupported,
+                format!("GET {url} is not supported in a Bundle"),
+            )),
+        }
+    }
+
+    /// All entries or none. The outcomes come back in the entries' order.
+    pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Outcome>> {
+        for (i, r) in requests.iter().enumerate() {
+            let check = || -> Result<()> {
+                if let Some(v) = &r.resource {
+                    let rtype = match target(&r.url)? {
+                        Target::Type(t) | Target::Instance(t, _) | Target::Condition(t, _) => t,
+                    };
+                    resource::validate(rtype, v)?;
+                }
+                Ok(())
+            };
+            check().map_err(|e| e.in_entry(i))?;
+        }
+        // Server-assigned ids for creates, fixed across retries.
+        let ids: Vec<String> = requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let written = self.retry(|| self.try_transaction(&requests, &ids)).await?;
+        let mut outcomes: Vec<Option<Outcome>> = written.into_iter().map(|o| o.map(Outcome::from)).collect();
+        for v in outcomes.iter().flatten().filter_map(Outcome::version) {
+            if let Err(e) = self.custom_params_written(v).await {
+                tracing::warn!("{}/{} was stored but is not active: {e}", v.rtype, v.id);
+            }
+        }
+        for (i, r) in requests.iter().enumerate().filter(|(_, r)| r.method == Method::Get) {
+            outcomes[i] = Some(self.get(&r.url).await.map_err(|e| e.in_entry(i))?);
+        }
+        outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| o.ok_or_else(|| Error::Internal(format!("entry {i} was not processed"))))
+            .collect()
+    }
+
+    async fn try_transaction(&self, requests: &[Request], ids: &[String]) -> Result<Vec<Option<Change>>> {
+        let mut tx = self.store.begin().await?;
+        let n = requests.len();
+        // Phase 1: where each entry writes, and what its fullUrl stands for.
+        let mut plan: Vec<Option<Step>> = (0..n).map(|_| None).collect();
+        let mut aliases: HashMap<String, String> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for (i, r) in requests.iter().enumerate() {
+            let step = self.resolve(&mut tx, r, &ids[i]).await.map_err(|e| e.in_entry(i))?;
+            let Some(step) = step else { continue };
+            if let Some(key) = step.key() {
+                if !seen.insert(key.clone()) {
+                    return Err(Error::invalid(
+                        IssueCode::Duplicate,
+                        format!("{key} appears in more than one entry of the transaction"),
+                    )
+                    .in_entry(i));
+                }
+                if let Some(full) = &r.full_url {
+                    aliases.insert(full.clone(), key);
+                }
+            }
+            plan[i] = Some(step);
+        }
+        // Phase 2: references to other entries and conditional references.
+        let mut resources: Vec<Option<Value>> = requests.iter().map(|r| r.resource.clone()).collect();
+        for (i, res) in resources.iter_mut().enumerate() {
+            if let Some(v) = res {
+                self.rewrite(&mut tx, v, &aliases).await.map_err(|e| e.in_entry(i))?;
+            }
+        }
+        // Phase 3: DELETE, then POST, then PUT.
+        let mut order: Vec<usize> = (0..n).filter(|i| plan[*i].is_some()).collect();
+        order.sort_by_key(|i| requests[*i].method);
+        let mut out: Vec<Option<Change>> = (0..n).map(|_| None).collect();
+        for i in order {
+            let Some(step) = plan[i].take() else { continue };
+            let done = self.execute(&mut tx, step, resources[i].take(), requests[i].if_match).await;
+            out[i] = Some(done.map_err(|e| e.in_entry(i))?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Decides an entry's write inside the transaction: conditions are resolved here.
+    async fn resolve(&self, tx: &mut Tx, r: &Request, new_id: &str) -> Result<Option<Step>> {
+        let step = match (r.method, target(&r.url)?) {
+            (Method::Get, _) => return Ok(None),
+            (Method::Post, Target::Type(t)) => match &r.if_none_exist {
+                Some(cond) => match self.find_for_condition(tx, t, cond).await?.as_slice() {
+                    [] => Step::Create(t.into(), new_id.into()),
+                    [(_, id)] => Step::Existing(t.into(), id.clone()),
+                    _ => return Err(multiple_matches(t, cond)),
+                },
+                None => Step::Create(t.into(), new_id.into()),
+            },
+            (Method::Put, Target::Instance(t, id)) => Step::Put(t.into(), id.into()),
+            (Method::Put, Target::Condition(t, q)) => {
+                match self.find_for_condition(tx, t, q).await?.as_slice() {
+                    [] => Step::Put(t.into(), body_id(r).unwrap_or_else(|| new_id.to_string())),
+                    [(_, id)] => Step::Put(t.into(), id.clone()),
+                    _ => return Err(multiple_matches(t, q)),
+                }
+            }
+            (Method::Delete, Target::Instance(t, id)) => Step::Delete(t.into(), id.into()),
+            (Method::Delete, Target::Condition(t, q)) => {
+                match self.find_for_condition(tx, t, q).await?.as_slice() {
+                    [] => Step::Nothing,
+                    [(_, id)] => Step::Delete(t.into(), id.clone()),
+                    _ => return Err(multiple_matches(t, q)),
+                }
+            }
+            (m, _) => {
+                return Err(Error::invalid(
+                    IssueCode::Value,
+                    format!("{m:?} {} is not a valid entry request", r.url),
+                ));
+            }
+        };
+        Ok(Some(step))
+    }
+
+    /// Rewrites every `reference` that names another entry's fullUrl or is a conditional
+    /// reference (`Patient?identifier=…`, which must match exactly one resource).
+    async fn rewrite(&self, tx: &mut Tx, value: &mut Value, aliases: &HashMap<String, String>) -> Result<()> {
+        let mut refs: Vec<String> = Vec::new();
+        collect_references(value, &mut refs);
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        for r in refs {
+            if resolved.contains_key(&r) {
+                continue;
+            }
+            if let Some(to) = aliases.get(&r) {
+                resolved.insert(r, to.clone());
+            } else if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
+                return Err(Error::invalid(
+                    IssueCode::NotFound,
+                    format!("'{r}' is not the fullUrl of any entry"),
+                ));
+            } else if let Some((t, q)) = r.split_once('?').filter(|(t, _)| resource::is_resource_type(t)) {
+                let found = self.find_for_condition(tx, t, q).await?;
+                match found.as_slice() {
+                    [(_, id)] => {
+                        resolved.insert(r.clone(), format!("{t}/{id}"));
+                    }
+                    [] => {
+                        return Err(Error::NotFound(format!(
+                            "the conditional reference '{r}' matches nothing"
+                        )));
+                    }
+                    _ => return Err(multiple_matches(t, q)),
+                }
+            }
+        }
+        if !resolved.is_empty() {
+            replace_references(value, &resolved);
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        tx: &mut Tx,
+        step: Step,
+        resource: Option<Value>,
+        if_match: Option<i64>,
+    ) -> Result<Change> {
+        match step {
+            Step::Create(t, id) => {
+                let value = with_id(resource, &id);
+                let version = self.put(tx, &t, &id, None, value, "POST").await?;
+                Ok(Change::Written(Written { version, created: true, existing: false }))
+            }
+            Step::Existing(t, id) => {
+                let current = tx.current(&t, &id).await?;
+                let Some(cur) = current.filter(|c| !c.deleted) else {
+                    return Err(Error::Gone(format!("{t}/{id} is deleted")));
+                };
+                let version = Version {
+                    rtype: t,
+                    id,
+                    version: cur.version,
+                    last_updated: cur.last_updated,
+                    deleted: false,
+                    method: "GET".into(),
+                    body: tx.body(cur.rkey).await?,
+                };
+                Ok(Change::Written(Written { version, created: false, existing: true }))
+            }
+            Step::Put(t, id) => {
+                let current = tx.current(&t, &id).await?;
+                check_if_match(current.as_ref(), if_match)?;
+                let value = with_id(resource, &id);
+                let w = self.write_version(tx, &t, &id, current, value, "PUT").await?;
+                Ok(Change::Written(w))
+            }
+            Step::Delete(t, id) => {
+                let current = tx.current(&t, &id).await?;
+                if if_match.is_some() {
+                    check_if_match(current.as_ref(), if_match)?;
+                }
+                let version = match current {
+                    Some(cur) if !cur.deleted => Some(self.tombstone(tx, &t, &id, cur).await?),
+                    _ => None,
+                };
+                Ok(Change::Deleted(Deleted { version }))
+            }
+            Step::Nothing => Ok(Change::Deleted(Deleted { version: None })),
+        }
+    }
+}
+
+/// A write the transaction decided on.
+enum Step {
+    Create(String, String),
+    /// A conditional create that matched: nothing is written.
+    Existing(String, String),
+    Put(String, String),
+    Delete(String, String),
+    /// A conditional delete that matched nothing.
+    Nothing,
+}
+
+impl Step {
+    /// The resource the step writes, as `Type/id`.
+    fn key(&self) -> Option<String> {
+        match self {
+            Step::Create(t, id) | Step::Existing(t, id) | Step::Put(t, id) | Step::Delete(t, id) => {
+                Some(format!("{t}/{id}"))
+            }
+            Step::Nothing => None,
+        }
+    }
+}
+
+/// The write half of an outcome (the retry closure returns these).
+pub(super) enum Change {
+    Written(Written),
+    Deleted(Deleted),
+}
+
+impl From<Change> for Outcome {
+    fn from(w: Change) -> Outcome {
+        match w {
+            Change::Written(w) => Outcome::Written(w),
+            Change::Deleted(d) => Outcome::Deleted(d),
+        }
+    }
+}
+
+impl Outcome {
+    fn version(&self) -> Option<&Version> {
+        match self {
+            Outcome::Written(w) if !w.existing => Some(&w.version),
+            _ => None,
+        }
+    }
+}
+
+fn body_id(r: &Request) -> Option<String> {
+    r.resource.as_ref().and_then(|v| v.get("id")).and_then(Value::as_str).map(str::to_string)
+}
+
+fn with_id(resource: Option<Value>, id: &str) -> Value {
+    let mut value = resource.unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("id".into(), Value::String(id.into()));
+    }
+    value
+}
+
+/// Every `reference` string anywhere in the resource (nested elements, extensions, contained).
+fn collect_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("reference", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
+fn replace_references(value: &mut Value, resolved: &HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if k == "reference" => {
+                        if let Some(to) = resolved.get(s.as_str()) {
+                            *s = to.clone();
+                        }
+                    }
+                    other => replace_references(other, resolved),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| replace_references(v, resolved)),
+        _ => {}
+    }
+}
