@@ -162,6 +162,7 @@ impl Report {
             let baseline = match *op {
                 "read" => "bare axum handler, same bytes from memory",
                 "create" => "raw sqlx INSERT of the same bytes",
+                "tx1000" => "1000 raw INSERTs in one transaction (1 client; req = one Bundle)",
                 _ => "raw sqlx UPDATE of the same bytes",
             };
             println!(
@@ -269,12 +270,68 @@ async fn run_one(
     .await?;
     let raw_update = raw_writes(&state.engine.store.backend, clients, duration, &body_bytes, true).await?;
 
+    // tx1000: one client posting 1000-entry transaction Bundles vs one raw transaction of the
+    // same 1000 INSERTs.
+    let (c, b) = (client.clone(), base.clone());
+    let transaction = drive(1, duration, move |_, n| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let entry: Vec<Value> = (0..TX_ENTRIES)
+                .map(|i| json!({"resource": sample_patient(n * TX_ENTRIES + i), "request": {"method": "POST", "url": "Patient"}}))
+                .collect();
+            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entry});
+            let r = c
+                .post(&b)
+                .header("content-type", "application/fhir+json")
+                .body(bundle.to_string())
+                .send()
+                .await
+                .map_err(http_err)?;
+            check(r.status(), 200, "transaction")
+        }
+    })
+    .await?;
+    let raw_transaction = raw_transactions(&state.engine.store.backend, duration, &body_bytes).await?;
+
     server.stop().await;
     Ok(vec![
         (name.to_string(), "read", read, bare_read),
         (name.to_string(), "create", create, raw_create),
         (name.to_string(), "update", update, raw_update),
+        (name.to_string(), "tx1000", transaction, raw_transaction),
     ])
+}
+
+/// Entries in one benchmark transaction.
+const TX_ENTRIES: usize = 1000;
+
+/// One transaction of `TX_ENTRIES` raw INSERTs of the same bytes per operation.
+async fn raw_transactions(backend: &Backend, duration: Duration, body: &[u8]) -> Result<Series> {
+    let ddl = "CREATE TABLE IF NOT EXISTS bench_raw_tx (id TEXT PRIMARY KEY, body BYTEA NOT NULL)";
+    let sql = "INSERT INTO bench_raw_tx (id, body) VALUES ($1, $2)";
+    let body = Arc::new(body.to_vec());
+    macro_rules! measure {
+        ($pool:expr) => {{
+            let pool = $pool.clone();
+            sqlx::query(ddl).execute(&pool).await?;
+            drive(1, duration, move |_, n| {
+                let (pool, body) = (pool.clone(), body.clone());
+                async move {
+                    let mut tx = pool.begin().await?;
+                    for i in 0..TX_ENTRIES {
+                        sqlx::query(sql).bind(format!("{n}-{i}")).bind(body.as_slice()).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+            })
+            .await
+        }};
+    }
+    match backend {
+        Backend::Sqlite { writer, .. } => measure!(writer),
+        Backend::Postgres(pool) => measure!(pool),
+    }
 }
 
 async fn patient_ids(client: &reqwest::Client, base: &str, n: usize) -> Result<Vec<String>> {
