@@ -7,6 +7,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fhirpath;
+pub mod import;
 pub mod resource;
 pub mod search;
 pub mod server;

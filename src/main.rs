@@ -22,6 +22,8 @@ enum Command {
     Demo(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ServeArgs),
+    /// Load NDJSON files, Bundles or resources (.json, .ndjson, .gz of either; files or directories).
+    Import(ImportArgs),
     /// Recompute the search index of stored resources (after adding SearchParameters), then exit.
     Reindex(ReindexArgs),
     /// Measure create/read/update throughput against same-run baselines (see benches/README.md).
@@ -45,6 +47,18 @@ struct BenchArgs {
     /// Patients in the search data set (ten resources each).
     #[arg(long, default_value_t = 100_000)]
     patients: usize,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Where rejected resources are written, one JSON line each with the reason.
+    #[arg(long, default_value = "hearth-import-rejected.ndjson")]
+    errors: PathBuf,
+    /// Files or directories to import.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -128,6 +142,28 @@ fn main() -> anyhow::Result<()> {
                 serve(args).await
             }
             Command::Bench(args) => bench(args).await,
+            Command::Import(args) => {
+                let config = args.serve.config()?;
+                let state = hearth::server::state(&config)
+                    .await
+                    .with_context(|| format!("opening {}", config.database))?;
+                let errors = std::fs::File::create(&args.errors)
+                    .with_context(|| format!("creating {}", args.errors.display()))?;
+                let importer = hearth::import::Importer::new(
+                    &state.engine,
+                    Box::new(std::io::BufWriter::new(errors)),
+                    true,
+                );
+                let s = importer.run(&args.paths).await.context("importing")?;
+                println!(
+                    "imported {} resources from {} files; rejected {} (see {})",
+                    s.imported,
+                    s.files,
+                    s.rejected,
+                    args.errors.display()
+                );
+                Ok(())
+            }
             Command::Reindex(args) => {
                 let config = args.serve.config()?;
                 let state = hearth::server::state(&config)

@@ -319,7 +319,11 @@ async fn raw_transactions(backend: &Backend, duration: Duration, body: &[u8]) ->
                 async move {
                     let mut tx = pool.begin().await?;
                     for i in 0..TX_ENTRIES {
-                        sqlx::query(sql).bind(format!("{n}-{i}")).bind(body.as_slice()).execute(&mut *tx).await?;
+                        sqlx::query(sql)
+                            .bind(format!("{n}-{i}"))
+                            .bind(body.as_slice())
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     tx.commit().await?;
                     Ok(())

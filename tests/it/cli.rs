@@ -244,3 +244,79 @@ async fn reindex_command_and_custom_parameters_after_restart() {
     assert_eq!(after["total"], 1, "{after}");
     assert!(p.terminate().success());
 }
+
+/// `hearth import`: NDJSON and a gzipped Bundle from a directory, bad lines rejected into the
+/// error file with their reason, and a second run that updates instead of duplicating.
+async fn import_round(database: &str) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let ndjson = [
+        r#"{"resourceType":"Patient","id":"i1","gender":"female"}"#,
+        r#"{"resourceType":"Patient","id":"i2"}"#,
+        r#"{"resourceType":"Patient","id":"i3"}"#,
+        r#"{"resourceType":"Patient","id":"#,
+        r#"{"resourceType":"Patient","id":"i4","birthDate":"not a date"}"#,
+        r#"{"resourceType":"Observation","status":"final","code":{"text":"no id"}}"#,
+    ];
+    std::fs::write(data.join("a.ndjson"), ndjson.join("\n")).unwrap();
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Practitioner", "id": "pr1"}},
+        {"resource": {"resourceType": "Immunization", "id": "im1", "status": "completed",
+            "vaccineCode": {"text": "flu"}, "occurrenceDateTime": "2024-01-01",
+            "patient": {"reference": "Patient/i1"}}}
+    ]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bundle.to_string().as_bytes()).unwrap();
+    std::fs::write(data.join("b.json.gz"), gz.finish().unwrap()).unwrap();
+    let errors = dir.path().join("rejected.ndjson");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["import", "--database", database, "--errors"])
+            .arg(&errors)
+            .arg(&data)
+            .current_dir(dir.path())
+            .env("HEARTH_LOG", "warn")
+            .output()
+            .expect("run hearth import")
+    };
+    for _ in 0..2 {
+        let out = run();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("imported 6 resources from 2 files; rejected 2"), "{stdout}");
+        let rejected: Vec<Value> = std::fs::read_to_string(&errors)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rejected.len(), 2);
+        assert_eq!((rejected[0]["line"].as_u64(), rejected[1]["line"].as_u64()), (Some(4), Some(5)));
+        assert!(rejected[1]["error"].as_str().unwrap().contains("birthDate"), "{}", rejected[1]);
+    }
+    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    for (query, n) in
+        [("Patient", 3), ("Observation", 1), ("Practitioner", 1), ("Immunization?patient=i1", 1)]
+    {
+        let (_, b) = get(&format!("{}/{query}", p.base)).await;
+        assert_eq!(b["total"], n, "{query}: {b}");
+    }
+    let (_, i1) = get(&format!("{}/Patient/i1", p.base)).await;
+    assert_eq!(i1["meta"]["versionId"], "2", "the second run updated, not duplicated");
+    assert!(p.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    import_round(&format!("sqlite://{}", dir.path().join("i.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_postgres() {
+    if !postgres_available() {
+        return;
+    }
+    import_round(&postgres_database().await).await;
+}

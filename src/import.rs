@@ -1,0 +1,214 @@
+//! `hearth import`: NDJSON files, Bundles (or single resources) in `.json` files, and `.gz` of
+//! either, from files or directories, through the engine's all-or-nothing `import` in batches.
+//!
+//! Every rejected resource is written to an error file with its place and reason; nothing is
+//! skipped silently. Resources keep their ids, so running the same import again updates rather
+//! than duplicates; a resource without an id gets one derived from its content, for the same
+//! reason.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// Resources per transaction.
+const BATCH: usize = 1000;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub imported: usize,
+    pub rejected: usize,
+    pub files: usize,
+}
+
+/// Where a resource came from, for the error file.
+struct Origin {
+    file: String,
+    line: usize,
+}
+
+pub struct Importer<'a> {
+    engine: &'a Engine,
+    errors: Box<dyn Write + 'a>,
+    batch: Vec<(Origin, Value)>,
+    summary: Summary,
+    started: Instant,
+    last_report: Instant,
+    progress: bool,
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(engine: &'a Engine, errors: Box<dyn Write + 'a>, progress: bool) -> Self {
+        let now = Instant::now();
+        Importer {
+            engine,
+            errors,
+            batch: Vec::new(),
+            summary: Summary::default(),
+            started: now,
+            last_report: now,
+            progress,
+        }
+    }
+
+    /// Imports every file below each path, then the rest of the last batch.
+    pub async fn run(mut self, paths: &[PathBuf]) -> Result<Summary> {
+        let mut files = Vec::new();
+        for p in paths {
+            collect_files(p, &mut files)?;
+        }
+        files.sort();
+        for f in files {
+            self.file(&f).await?;
+            self.summary.files += 1;
+        }
+        self.flush().await?;
+        self.errors.flush().map_err(io_err)?;
+        if self.progress {
+            self.report(true);
+        }
+        Ok(self.summary)
+    }
+
+    async fn file(&mut self, path: &Path) -> Result<()> {
+        let name = path.display().to_string();
+        let raw: Box<dyn Read> = Box::new(File::open(path).map_err(io_err)?);
+        let reader: Box<dyn Read> =
+            if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
+        let base = name.trim_end_matches(".gz");
+        if base.ends_with(".ndjson") {
+            for (i, line) in BufReader::new(reader).lines().enumerate() {
+                let line = line.map_err(io_err)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let origin = Origin { file: name.clone(), line: i + 1 };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => self.add(origin, v).await?,
+                    Err(e) => self.reject(&origin, &format!("not JSON: {e}"), Value::String(line))?,
+                }
+            }
+        } else {
+            let mut text = String::new();
+            let mut reader = reader;
+            reader.read_to_string(&mut text).map_err(io_err)?;
+            let origin = Origin { file: name.clone(), line: 0 };
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+                    let entries = v.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+                    for (i, e) in entries.into_iter().enumerate() {
+                        let origin = Origin { file: format!("{name}#entry[{i}]"), line: 0 };
+                        match e.get("resource") {
+                            Some(r) => self.add(origin, r.clone()).await?,
+                            None => self.reject(&origin, "the entry has no resource", e)?,
+                        }
+                    }
+                }
+                Ok(v) => self.add(origin, v).await?,
+                Err(e) => self.reject(&origin, &format!("not JSON: {e}"), Value::Null)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one resource; a good one joins the batch.
+    async fn add(&mut self, origin: Origin, mut v: Value) -> Result<()> {
+        let Some(rtype) = v.get("resourceType").and_then(Value::as_str).map(str::to_string) else {
+            return self.reject(&origin, "no resourceType", v);
+        };
+        if v.get("id").is_none() {
+            let id = content_id(&v);
+            v["id"] = Value::String(id);
+        }
+        if let Err(e) = crate::resource::validate(&rtype, &v) {
+            return self.reject(&origin, &e.to_string(), v);
+        }
+        self.batch.push((origin, v));
+        if self.batch.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let values: Vec<Value> = batch.iter().map(|(_, v)| v.clone()).collect();
+        match self.engine.import(&values).await {
+            Ok(n) => self.summary.imported += n,
+            // A whole batch refused (e.g. an id the checks let through): try one by one, so only
+            // the bad ones are rejected.
+            Err(Error::Invalid(_)) if batch.len() > 1 => {
+                for (origin, v) in batch {
+                    match self.engine.import(std::slice::from_ref(&v)).await {
+                        Ok(n) => self.summary.imported += n,
+                        Err(e @ Error::Invalid(_)) => self.reject(&origin, &e.to_string(), v)?,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if self.progress && self.last_report.elapsed() >= Duration::from_secs(2) {
+            self.report(false);
+            self.last_report = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, origin: &Origin, why: &str, resource: Value) -> Result<()> {
+        self.summary.rejected += 1;
+        let line = json!({"file": origin.file, "line": origin.line, "error": why, "resource": resource});
+        writeln!(self.errors, "{line}").map_err(io_err)
+    }
+
+    fn report(&self, last: bool) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        eprintln!(
+            "{} {} resources ({:.0}/s), {} rejected, {} files",
+            if last { "imported" } else { "importing:" },
+            self.summary.imported,
+            self.summary.imported as f64 / secs,
+            self.summary.rejected,
+            self.summary.files
+        );
+    }
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(io_err)? {
+            collect_files(&entry.map_err(io_err)?.path(), out)?;
+        }
+    } else {
+        let name = path.to_string_lossy();
+        let base = name.trim_end_matches(".gz");
+        if base.ends_with(".ndjson") || base.ends_with(".json") {
+            out.push(path.to_path_buf());
+        } else if !path.exists() {
+            return Err(Error::NotFound(format!("{name} does not exist")));
+        }
+    }
+    Ok(())
+}
+
+/// An id from the resource's content (FNV-1a), so an id-less resource imported twice is one.
+fn content_id(v: &Value) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("imp-{h:016x}")
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::Internal(format!("import: {e}"))
+}
