@@ -141,13 +141,13 @@ impl<'a> Importer<'a> {
         }
         let batch = std::mem::take(&mut self.batch);
         let values: Vec<Value> = batch.iter().map(|(_, v)| v.clone()).collect();
-        match self.engine.import(&values).await {
+        match self.engine.import_validated(&values).await {
             Ok(n) => self.summary.imported += n,
             // A whole batch refused (e.g. an id the checks let through): try one by one, so only
             // the bad ones are rejected.
             Err(Error::Invalid(_)) if batch.len() > 1 => {
                 for (origin, v) in batch {
-                    match self.engine.import(std::slice::from_ref(&v)).await {
+                    match self.engine.import_validated(std::slice::from_ref(&v)).await {
                         Ok(n) => self.summary.imported += n,
                         Err(e @ Error::Invalid(_)) => self.reject(&origin, &e.to_string(), v)?,
                         Err(e) => return Err(e),

@@ -59,6 +59,15 @@ impl Engine {
     /// Writes resources that carry their own ids (update-as-create each) in one transaction, as
     /// a bulk load does: all of them or none. Returns how many were written.
     pub async fn import(&self, resources: &[Value]) -> Result<usize> {
+        for v in resources {
+            let rtype = v.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+            resource::validate(rtype, v)?;
+        }
+        self.import_validated(resources).await
+    }
+
+    /// [`Engine::import`] for resources the caller has validated already.
+    pub async fn import_validated(&self, resources: &[Value]) -> Result<usize> {
         let mut items = Vec::with_capacity(resources.len());
         for (i, v) in resources.iter().enumerate() {
             let field = |f: &str| v.get(f).and_then(Value::as_str);
@@ -74,7 +83,6 @@ impl Engine {
                     format!("resource {i}: '{id}' is not a valid id"),
                 ));
             }
-            resource::validate(rtype, v)?;
             items.push((rtype, id, v));
         }
         let versions = self
