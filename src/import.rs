@@ -24,6 +24,8 @@ pub struct Summary {
     pub imported: usize,
     pub rejected: usize,
     pub files: usize,
+    /// Files in the directories given that are not NDJSON or JSON (named on stderr).
+    pub skipped_files: usize,
 }
 
 /// Where a resource came from, for the error file.
@@ -57,11 +59,25 @@ impl<'a> Importer<'a> {
     }
 
     /// Imports every file below each path, then the rest of the last batch.
-    pub async fn run(mut self, paths: &[PathBuf]) -> Result<Summary> {
+    /// `exclude` is the error file, never read as input.
+    pub async fn run(mut self, paths: &[PathBuf], exclude: Option<&Path>) -> Result<Summary> {
         let mut files = Vec::new();
+        let mut skipped = Vec::new();
         for p in paths {
-            collect_files(p, &mut files)?;
+            if !p.is_dir() && !importable(p) {
+                return Err(Error::invalid(
+                    crate::error::IssueCode::NotSupported,
+                    format!("{}: not a .ndjson or .json file (or .gz of one)", p.display()),
+                ));
+            }
+            collect_files(p, &mut files, &mut skipped)?;
         }
+        let exclude = exclude.and_then(|e| e.canonicalize().ok());
+        files.retain(|f| f.canonicalize().ok() != exclude);
+        for s in &skipped {
+            eprintln!("skipped {}: not a .ndjson or .json file", s.display());
+        }
+        self.summary.skipped_files = skipped.len();
         files.sort();
         for f in files {
             self.file(&f).await?;
@@ -82,15 +98,28 @@ impl<'a> Importer<'a> {
             if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
         let base = name.trim_end_matches(".gz");
         if base.ends_with(".ndjson") {
-            for (i, line) in BufReader::new(reader).lines().enumerate() {
-                let line = line.map_err(io_err)?;
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            let mut number = 0;
+            loop {
+                buf.clear();
+                if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
+                    break;
+                }
+                number += 1;
+                let origin = Origin { file: name.clone(), line: number };
+                let Ok(line) = std::str::from_utf8(&buf) else {
+                    self.reject(&origin, "not UTF-8", Value::Null)?;
+                    continue;
+                };
                 if line.trim().is_empty() {
                     continue;
                 }
-                let origin = Origin { file: name.clone(), line: i + 1 };
-                match serde_json::from_str::<Value>(&line) {
+                match serde_json::from_str::<Value>(line) {
                     Ok(v) => self.add(origin, v).await?,
-                    Err(e) => self.reject(&origin, &format!("not JSON: {e}"), Value::String(line))?,
+                    Err(e) => {
+                        self.reject(&origin, &format!("not JSON: {e}"), Value::String(line.to_string()))?
+                    }
                 }
             }
         } else {
@@ -101,10 +130,29 @@ impl<'a> Importer<'a> {
             match serde_json::from_str::<Value>(&text) {
                 Ok(v) if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
                     let entries = v.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
-                    for (i, e) in entries.into_iter().enumerate() {
+                    // Entries refer to each other by fullUrl (urn:uuid:…): give every resource
+                    // its id first, then point those references at Type/id.
+                    let mut resources: Vec<Option<Value>> = Vec::with_capacity(entries.len());
+                    let mut aliases = std::collections::HashMap::new();
+                    for e in &entries {
+                        let mut r = e.get("resource").cloned();
+                        if let Some(r) = r.as_mut().filter(|r| r.get("id").is_none()) {
+                            r["id"] = Value::String(content_id(r));
+                        }
+                        if let (Some(full), Some(r)) = (e.get("fullUrl").and_then(Value::as_str), &r)
+                            && let (Some(t), Some(id)) = (r["resourceType"].as_str(), r["id"].as_str())
+                        {
+                            aliases.insert(full.to_string(), format!("{t}/{id}"));
+                        }
+                        resources.push(r);
+                    }
+                    for (i, (e, r)) in entries.into_iter().zip(resources).enumerate() {
                         let origin = Origin { file: format!("{name}#entry[{i}]"), line: 0 };
-                        match e.get("resource") {
-                            Some(r) => self.add(origin, r.clone()).await?,
+                        match r {
+                            Some(mut r) => {
+                                crate::engine::replace_references(&mut r, &aliases);
+                                self.add(origin, r).await?
+                            }
                             None => self.reject(&origin, "the entry has no resource", e)?,
                         }
                     }
@@ -145,7 +193,7 @@ impl<'a> Importer<'a> {
             Ok(n) => self.summary.imported += n,
             // A whole batch refused (e.g. an id the checks let through): try one by one, so only
             // the bad ones are rejected.
-            Err(Error::Invalid(_)) if batch.len() > 1 => {
+            Err(Error::Invalid(_)) => {
                 for (origin, v) in batch {
                     match self.engine.import_validated(std::slice::from_ref(&v)).await {
                         Ok(n) => self.summary.imported += n,
@@ -182,19 +230,26 @@ impl<'a> Importer<'a> {
     }
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if path.is_dir() {
+fn importable(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    let base = name.trim_end_matches(".gz");
+    base.ends_with(".ndjson") || base.ends_with(".json")
+}
+
+/// Files below `path`. Linked directories are not followed (a link loop must not recurse).
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>) -> Result<()> {
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| Error::NotFound(format!("{}: {e}", path.display())))?;
+    if meta.is_dir() {
         for entry in std::fs::read_dir(path).map_err(io_err)? {
-            collect_files(&entry.map_err(io_err)?.path(), out)?;
+            collect_files(&entry.map_err(io_err)?.path(), out, skipped)?;
         }
+    } else if meta.is_symlink() && path.is_dir() {
+        skipped.push(path.to_path_buf());
+    } else if importable(path) {
+        out.push(path.to_path_buf());
     } else {
-        let name = path.to_string_lossy();
-        let base = name.trim_end_matches(".gz");
-        if base.ends_with(".ndjson") || base.ends_with(".json") {
-            out.push(path.to_path_buf());
-        } else if !path.exists() {
-            return Err(Error::NotFound(format!("{name} does not exist")));
-        }
+        skipped.push(path.to_path_buf());
     }
     Ok(())
 }

@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
                     Box::new(std::io::BufWriter::new(errors)),
                     true,
                 );
-                let s = importer.run(&args.paths).await.context("importing")?;
+                let s = importer.run(&args.paths, Some(&args.errors)).await.context("importing")?;
                 println!(
                     "imported {} resources from {} files; rejected {} (see {})",
                     s.imported,

@@ -260,8 +260,9 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
                 }),
                 ..Entry::default()
             },
-            Ok(Outcome::Searched(result)) => {
-                let bundle = searchset_bundle(ctx, "", "", *result)?;
+            Ok(Outcome::Searched(result, url)) => {
+                let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+                let bundle = searchset_bundle(ctx, path, query, *result)?;
                 let bytes = serde_json::to_vec(&bundle).map_err(|e| Error::Internal(e.to_string()))?;
                 Entry {
                     resource: Some(raw(&bytes)?),

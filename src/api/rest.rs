@@ -320,7 +320,7 @@ pub async fn system_post(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -
         if transaction {
             let requests = requests.into_iter().collect::<Result<Vec<_>>>()?;
             let outcomes = s.engine.transaction(requests).await?;
-            bundle::bundle_response(&ctx, "transaction-response", outcomes.into_iter().map(Ok).collect())
+            bundle::bundle_response(&ctx, "transaction-response", outcomes)
         } else {
             let results = s.engine.batch(requests).await;
             bundle::bundle_response(&ctx, "batch-response", results)

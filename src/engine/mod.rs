@@ -14,7 +14,7 @@ mod write;
 
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};
-pub use transaction::{Method, Outcome, Request, parse_bundle};
+pub use transaction::{Method, Outcome, Request, parse_bundle, replace_references};
 pub use write::{Deleted, Written};
 
 use crate::error::{Error, Result};

@@ -46,7 +46,24 @@ pub enum Outcome {
     Written(Written),
     Deleted(Deleted),
     Read(Version),
-    Searched(Box<SearchResult>),
+    /// A search and the entry's URL (`Type?query`), for the result's links.
+    Searched(Box<SearchResult>, String),
+}
+
+/// GETs a Bundle may hold: `Type[?query]`, `Type/id`, `Type/id/_history/v`.
+fn get_shape(url: &str) -> Result<()> {
+    let path = url.split('?').next().unwrap_or_default();
+    let parts: Vec<&str> = path.split('/').collect();
+    let ok = match parts.as_slice() {
+        [t] => resource::is_resource_type(t),
+        [t, id] | [t, id, "_history", _] => resource::is_resource_type(t) && resource::valid_id(id),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(IssueCode::NotSupported, format!("GET {url} is not supported in a Bundle")))
+    }
 }
 
 /// `batch` or `transaction`, and each entry's request (or why it is not one: a batch answers
@@ -200,10 +217,14 @@ impl Engine {
 
     /// A read, version read or search, as an entry's GET.
     async fn get(&self, url: &str) -> Result<Outcome> {
+        get_shape(url)?;
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            [t] => Ok(Outcome::Searched(Box::new(self.search(t, query, Handling::Lenient).await?))),
+            [t] => Ok(Outcome::Searched(
+                Box::new(self.search(t, query, Handling::Lenient).await?),
+                url.to_string(),
+            )),
             [t, id] => Ok(Outcome::Read(self.read(t, id).await?)),
             [t, id, "_history", v] => Ok(Outcome::Read(self.vread(t, id, v).await?)),
             _ => Err(Error::invalid(
@@ -214,9 +235,23 @@ impl Engine {
     }
 
     /// All entries or none. The outcomes come back in the entries' order.
-    pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Outcome>> {
+    /// A GET that fails after the commit is that entry's answer, not the transaction's.
+    pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Result<Outcome>>> {
+        let mut full_urls = HashSet::new();
         for (i, r) in requests.iter().enumerate() {
-            let check = || -> Result<()> {
+            let mut check = || -> Result<()> {
+                if r.method == Method::Get {
+                    get_shape(&r.url)?;
+                }
+                if let Some(full) = &r.full_url
+                    && r.method != Method::Get
+                    && !full_urls.insert(full.clone())
+                {
+                    return Err(Error::invalid(
+                        IssueCode::Duplicate,
+                        format!("fullUrl {full} appears twice"),
+                    ));
+                }
                 if let Some(v) = &r.resource {
                     let rtype = match target(&r.url)? {
                         Target::Type(t) | Target::Instance(t, _) | Target::Condition(t, _) => t,
@@ -230,20 +265,26 @@ impl Engine {
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<String> = requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
         let written = self.retry(|| self.try_transaction(&requests, &ids)).await?;
-        let mut outcomes: Vec<Option<Outcome>> = written.into_iter().map(|o| o.map(Outcome::from)).collect();
+        let outcomes: Vec<Option<Outcome>> = written.into_iter().map(|o| o.map(Outcome::from)).collect();
         for v in outcomes.iter().flatten().filter_map(Outcome::version) {
             if let Err(e) = self.custom_params_written(v).await {
                 tracing::warn!("{}/{} was stored but is not active: {e}", v.rtype, v.id);
             }
         }
-        for (i, r) in requests.iter().enumerate().filter(|(_, r)| r.method == Method::Get) {
-            outcomes[i] = Some(self.get(&r.url).await.map_err(|e| e.in_entry(i))?);
+        for r in requests.iter().filter(|r| r.method == Method::Delete) {
+            if let Ok(Target::Instance("SearchParameter", id)) = target(&r.url) {
+                self.registry.set_custom(id, Vec::new());
+            }
         }
-        outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| o.ok_or_else(|| Error::Internal(format!("entry {i} was not processed"))))
-            .collect()
+        let mut results = Vec::with_capacity(requests.len());
+        for (i, (r, o)) in requests.iter().zip(outcomes).enumerate() {
+            results.push(match o {
+                Some(o) => Ok(o),
+                None if r.method == Method::Get => self.get(&r.url).await.map_err(|e| e.in_entry(i)),
+                None => Err(Error::Internal(format!("entry {i} was not processed"))),
+            });
+        }
+        Ok(results)
     }
 
     async fn try_transaction(&self, requests: &[Request], ids: &[String]) -> Result<Vec<Option<Change>>> {
@@ -302,11 +343,30 @@ impl Engine {
                 },
                 None => Step::Create(t.into(), new_id.into()),
             },
-            (Method::Put, Target::Instance(t, id)) => Step::Put(t.into(), id.into()),
+            (Method::Put, Target::Instance(t, id)) => {
+                if !resource::valid_id(id) {
+                    return Err(Error::invalid(IssueCode::Value, format!("'{id}' is not a valid id")));
+                }
+                if body_id(r).is_some_and(|b| b != id) {
+                    return Err(Error::invalid_at(
+                        IssueCode::Invalid,
+                        format!("the resource's id is not {id}, the id in request.url"),
+                        "id",
+                    ));
+                }
+                Step::Put(t.into(), id.into())
+            }
             (Method::Put, Target::Condition(t, q)) => {
                 match self.find_for_condition(tx, t, q).await?.as_slice() {
                     [] => Step::Put(t.into(), body_id(r).unwrap_or_else(|| new_id.to_string())),
-                    [(_, id)] => Step::Put(t.into(), id.clone()),
+                    [(_, id)] if body_id(r).is_none_or(|b| b == *id) => Step::Put(t.into(), id.clone()),
+                    [(_, id)] => {
+                        return Err(Error::invalid_at(
+                            IssueCode::Invalid,
+                            format!("the resource's id is not {id}, the id of the match"),
+                            "id",
+                        ));
+                    }
                     _ => return Err(multiple_matches(t, q)),
                 }
             }
@@ -493,7 +553,7 @@ fn collect_references(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn replace_references(value: &mut Value, resolved: &HashMap<String, String>) {
+pub fn replace_references(value: &mut Value, resolved: &HashMap<String, String>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {

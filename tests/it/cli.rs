@@ -32,6 +32,15 @@ fn spawn(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> Process
     Process { child, base }
 }
 
+/// A test that fails midway must not leave its server running: it would hold the test's output
+/// pipe open and hang whatever reads it.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Process {
     /// SIGTERM, then the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
@@ -265,11 +274,18 @@ async fn import_round(database: &str) {
         {"resource": {"resourceType": "Practitioner", "id": "pr1"}},
         {"resource": {"resourceType": "Immunization", "id": "im1", "status": "completed",
             "vaccineCode": {"text": "flu"}, "occurrenceDateTime": "2024-01-01",
-            "patient": {"reference": "Patient/i1"}}}
+            "patient": {"reference": "Patient/i1"}}},
+        // Entries that refer to each other by fullUrl, the newcomer without an id.
+        {"fullUrl": "urn:uuid:55555555-5555-5555-5555-555555555555",
+            "resource": {"resourceType": "Patient", "gender": "other"}},
+        {"resource": {"resourceType": "Immunization", "id": "im2", "status": "completed",
+            "vaccineCode": {"text": "flu"}, "occurrenceDateTime": "2024-01-01",
+            "patient": {"reference": "urn:uuid:55555555-5555-5555-5555-555555555555"}}}
     ]});
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bundle.to_string().as_bytes()).unwrap();
     std::fs::write(data.join("b.json.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(data.join("README.txt"), "not data").unwrap();
     let errors = dir.path().join("rejected.ndjson");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -285,7 +301,8 @@ async fn import_round(database: &str) {
         let out = run();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("imported 6 resources from 2 files; rejected 2"), "{stdout}");
+        assert!(stdout.contains("imported 8 resources from 2 files; rejected 2"), "{stdout}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"), "the .txt file is named");
         let rejected: Vec<Value> = std::fs::read_to_string(&errors)
             .unwrap()
             .lines()
@@ -297,11 +314,15 @@ async fn import_round(database: &str) {
     }
     let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
     for (query, n) in
-        [("Patient", 3), ("Observation", 1), ("Practitioner", 1), ("Immunization?patient=i1", 1)]
+        [("Patient", 4), ("Observation", 1), ("Practitioner", 1), ("Immunization?patient=i1", 1)]
     {
         let (_, b) = get(&format!("{}/{query}", p.base)).await;
         assert_eq!(b["total"], n, "{query}: {b}");
     }
+    let (_, im2) = get(&format!("{}/Immunization/im2", p.base)).await;
+    let to = im2["patient"]["reference"].as_str().unwrap().to_string();
+    let (status, newcomer) = get(&format!("{}/{to}", p.base)).await;
+    assert_eq!((status, newcomer["gender"].as_str()), (200, Some("other")), "{to}");
     let (_, i1) = get(&format!("{}/Patient/i1", p.base)).await;
     assert_eq!(i1["meta"]["versionId"], "2", "the second run updated, not duplicated");
     assert!(p.terminate().success());

@@ -182,6 +182,35 @@ both!(transaction_conditional_create_and_references, |srv| {
         )],
     );
     outcome(srv.post("", &none).await, 404).await;
+    // A GET that fails after the commit is its entry's answer; the writes stand.
+    let tx = bundle(
+        "transaction",
+        vec![
+            entry("POST", "Patient", None, Some(json!({"resourceType": "Patient", "gender": "male"}))),
+            entry("GET", "Patient/nobody", None, None),
+        ],
+    );
+    let r = json(srv.post("", &tx).await).await;
+    assert_eq!(statuses(&r), ["201 Created", "404 Not Found"], "{r}");
+    check(srv, "Patient?gender=male", &[located(&r, 0).trim_start_matches("Patient/")]).await;
+    // Malformed: a PUT whose body names another id, a fullUrl used twice, a GET of no shape.
+    let wrong_id = bundle(
+        "transaction",
+        vec![entry("PUT", "Patient/one", None, Some(json!({"resourceType": "Patient", "id": "two"})))],
+    );
+    outcome(srv.post("", &wrong_id).await, 400).await;
+    let u = "urn:uuid:66666666-6666-6666-6666-666666666666";
+    let twice = bundle(
+        "transaction",
+        vec![
+            entry("POST", "Patient", Some(u), Some(json!({"resourceType": "Patient"}))),
+            entry("POST", "Patient", Some(u), Some(json!({"resourceType": "Patient"}))),
+        ],
+    );
+    outcome(srv.post("", &twice).await, 400).await;
+    let shapeless = bundle("transaction", vec![entry("GET", "Patient/a/b", None, None)]);
+    outcome(srv.post("", &shapeless).await, 400).await;
+    check(srv, "Patient?gender=male", &[located(&r, 0).trim_start_matches("Patient/")]).await;
 });
 
 both!(batch_entries_succeed_and_fail_alone, |srv| {
