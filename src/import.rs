@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -42,6 +44,23 @@ pub struct Importer<'a> {
     started: Instant,
     last_report: Instant,
     progress: bool,
+    /// Bytes of input (as stored, compressed or not) in all, and read so far: the ETA.
+    total_bytes: u64,
+    read_bytes: Arc<AtomicU64>,
+}
+
+/// Counts the bytes read from a file, before any decompression.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 impl<'a> Importer<'a> {
@@ -55,6 +74,8 @@ impl<'a> Importer<'a> {
             started: now,
             last_report: now,
             progress,
+            total_bytes: 0,
+            read_bytes: Arc::default(),
         }
     }
 
@@ -79,6 +100,7 @@ impl<'a> Importer<'a> {
         }
         self.summary.skipped_files = skipped.len();
         files.sort();
+        self.total_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         for f in files {
             self.file(&f).await?;
             self.summary.files += 1;
@@ -93,7 +115,8 @@ impl<'a> Importer<'a> {
 
     async fn file(&mut self, path: &Path) -> Result<()> {
         let name = path.display().to_string();
-        let raw: Box<dyn Read> = Box::new(File::open(path).map_err(io_err)?);
+        let file = File::open(path).map_err(io_err)?;
+        let raw: Box<dyn Read> = Box::new(Counting { inner: file, count: self.read_bytes.clone() });
         let reader: Box<dyn Read> =
             if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
         let base = name.trim_end_matches(".gz");
@@ -219,8 +242,14 @@ impl<'a> Importer<'a> {
 
     fn report(&self, last: bool) {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let done = self.read_bytes.load(Ordering::Relaxed) as f64 / self.total_bytes.max(1) as f64;
+        let eta = if last || done <= 0.0 {
+            String::new()
+        } else {
+            format!(", {:.0}% read, about {:.0} s left", 100.0 * done, secs * (1.0 - done) / done)
+        };
         eprintln!(
-            "{} {} resources ({:.0}/s), {} rejected, {} files",
+            "{} {} resources ({:.0}/s), {} rejected, {} files{eta}",
             if last { "imported" } else { "importing:" },
             self.summary.imported,
             self.summary.imported as f64 / secs,
