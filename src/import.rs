@@ -285,12 +285,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>
 
 /// An id from the resource's content (FNV-1a), so an id-less resource imported twice is one.
 fn content_id(v: &Value) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("imp-{h:016x}")
+    format!("imp-{:016x}", crate::engine::stable_hash(&[&v.to_string()]))
 }
 
 fn io_err(e: std::io::Error) -> Error {

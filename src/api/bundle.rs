@@ -67,7 +67,7 @@ struct RequestInfo {
     url: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ResponseInfo {
     status: String,
@@ -201,10 +201,9 @@ pub fn history(ctx: &Ctx, path: &str, h: History) -> Result<Response> {
             request: Some(RequestInfo { method: method.into(), url }),
             response: Some(ResponseInfo {
                 status: status.into(),
-                location: None,
                 etag: Some(format!("W/\"{}\"", v.version)),
                 last_modified: Some(instant::format_ms(v.last_updated)),
-                outcome: None,
+                ..ResponseInfo::default()
             }),
             ..Entry::default()
         });
@@ -233,7 +232,7 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
                         location: Some(format!("{}/{}/_history/{}", v.rtype, v.id, v.version)),
                         etag: Some(format!("W/\"{}\"", v.version)),
                         last_modified: Some(instant::format_ms(v.last_updated)),
-                        outcome: None,
+                        ..ResponseInfo::default()
                     }),
                     ..Entry::default()
                 }
@@ -241,10 +240,8 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
             Ok(Outcome::Deleted(d)) => Entry {
                 response: Some(ResponseInfo {
                     status: status(StatusCode::NO_CONTENT),
-                    location: None,
                     etag: d.version.map(|v| format!("W/\"{v}\"")),
-                    last_modified: None,
-                    outcome: None,
+                    ..ResponseInfo::default()
                 }),
                 ..Entry::default()
             },
@@ -253,10 +250,9 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
                 resource: Some(raw(&v.body)?),
                 response: Some(ResponseInfo {
                     status: status(StatusCode::OK),
-                    location: None,
                     etag: Some(format!("W/\"{}\"", v.version)),
                     last_modified: Some(instant::format_ms(v.last_updated)),
-                    outcome: None,
+                    ..ResponseInfo::default()
                 }),
                 ..Entry::default()
             },
@@ -268,10 +264,7 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
                     resource: Some(raw(&bytes)?),
                     response: Some(ResponseInfo {
                         status: status(StatusCode::OK),
-                        location: None,
-                        etag: None,
-                        last_modified: None,
-                        outcome: None,
+                        ..ResponseInfo::default()
                     }),
                     ..Entry::default()
                 }
@@ -283,10 +276,8 @@ pub fn bundle_response(ctx: &Ctx, kind: &'static str, results: Vec<Result<Outcom
                 Entry {
                     response: Some(ResponseInfo {
                         status: status(code),
-                        location: None,
-                        etag: None,
-                        last_modified: None,
                         outcome: Some(raw(&bytes)?),
+                        ..ResponseInfo::default()
                     }),
                     ..Entry::default()
                 }

@@ -117,13 +117,7 @@ impl Ctx {
     }
 }
 
-pub fn parse_etag(value: &str) -> Result<i64> {
-    let v = value.trim();
-    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
-    v.parse().map_err(|_| {
-        Error::invalid(IssueCode::Value, format!("malformed ETag '{value}': expected W/\"<version>\""))
-    })
-}
+pub use crate::resource::parse_etag;
 
 /// Reads the body up to the configured limit (413 beyond it).
 pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes> {

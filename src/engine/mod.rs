@@ -80,8 +80,9 @@ impl Engine {
     }
 }
 
-/// A stable 64-bit FNV-1a hash: advisory-lock keys must agree across nodes and builds.
-fn lock_key(parts: &[&str]) -> i64 {
+/// A stable 64-bit FNV-1a hash of the parts: it must agree across nodes, builds and runs
+/// (advisory-lock keys, content-derived ids).
+pub fn stable_hash(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for b in part.bytes().chain(std::iter::once(0)) {
@@ -89,5 +90,9 @@ fn lock_key(parts: &[&str]) -> i64 {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    h as i64
+    h
+}
+
+fn lock_key(parts: &[&str]) -> i64 {
+    stable_hash(parts) as i64
 }

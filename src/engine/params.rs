@@ -2,8 +2,7 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::store::Bind;
-use crate::store::{Filter, Page, Position, Version};
+use crate::store::{Bind, Filter, Hit, Page, Position, Version};
 
 /// Resources re-indexed per transaction.
 const REINDEX_BATCH: i64 = 200;
@@ -11,13 +10,12 @@ const REINDEX_BATCH: i64 = 200;
 impl Engine {
     /// Activates the SearchParameter resources stored in the database (at start-up).
     pub(super) async fn load_custom_params(&self) -> Result<()> {
-        let filter = Filter { sql: "r.rtype = $1".into(), binds: vec![Bind::Text("SearchParameter".into())] };
-        let mut position: Option<Position> = None;
+        let filter = of_type(Some("SearchParameter"));
+        let mut after = None;
         loop {
-            let page = Page { order: &[], position: position.as_ref(), limit: 500 };
-            let hits = self.store.search(&filter, &page).await?;
+            let hits = self.batch_after(&filter, after, 500).await?;
             let Some(last) = hits.last() else { break };
-            position = Some(Position { values: Vec::new(), rkey: last.rkey, backward: false });
+            after = Some(last.rkey);
             for hit in &hits {
                 // Stored before a rule changed, or by an older version: log it, do not refuse to start.
                 if let Err(e) = self.activate(&hit.version).await {
@@ -47,17 +45,13 @@ impl Engine {
     /// batches, each in its own transaction. A resource written meanwhile was indexed by its own
     /// write and is left alone. Returns how many resources were re-indexed.
     pub async fn reindex(&self, rtype: Option<&str>) -> Result<u64> {
-        let filter = match rtype {
-            Some(t) => Filter { sql: "r.rtype = $1".into(), binds: vec![Bind::Text(t.to_string())] },
-            None => Filter { sql: "1 = 1".into(), binds: Vec::new() },
-        };
-        let mut position: Option<Position> = None;
+        let filter = of_type(rtype);
+        let mut after = None;
         let mut done = 0u64;
         loop {
-            let page = Page { order: &[], position: position.as_ref(), limit: REINDEX_BATCH };
-            let hits = self.store.search(&filter, &page).await?;
+            let hits = self.batch_after(&filter, after, REINDEX_BATCH).await?;
             let Some(last) = hits.last() else { break };
-            position = Some(Position { values: Vec::new(), rkey: last.rkey, backward: false });
+            after = Some(last.rkey);
             let mut tx = self.store.begin().await?;
             for hit in &hits {
                 let v = &hit.version;
@@ -73,5 +67,19 @@ impl Engine {
             tx.commit().await?;
         }
         Ok(done)
+    }
+
+    /// The next `limit` current resources matching `filter`, in key order after `after`.
+    async fn batch_after(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Hit>> {
+        let position = after.map(|rkey| Position { values: Vec::new(), rkey, backward: false });
+        self.store.search(filter, &Page { order: &[], position: position.as_ref(), limit }).await
+    }
+}
+
+/// Every resource of `rtype`, or of every type.
+fn of_type(rtype: Option<&str>) -> Filter {
+    match rtype {
+        Some(t) => Filter { sql: "r.rtype = $1".into(), binds: vec![Bind::Text(t.to_string())] },
+        None => Filter { sql: "1 = 1".into(), binds: Vec::new() },
     }
 }

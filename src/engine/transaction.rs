@@ -123,7 +123,7 @@ fn parse_entry(entry: &Value) -> Result<Request> {
     let url = text(request, "url")
         .ok_or_else(|| Error::invalid_at(IssueCode::Required, "request.url is required", "request.url"))?;
     let if_match = match text(request, "ifMatch") {
-        Some(m) => Some(parse_etag(&m)?),
+        Some(m) => Some(resource::parse_etag(&m)?),
         None => None,
     };
     let resource = entry.get("resource").cloned();
@@ -141,14 +141,6 @@ fn parse_entry(entry: &Value) -> Result<Request> {
         resource,
         if_match,
         if_none_exist: text(request, "ifNoneExist").map(|c| c.trim_start_matches('?').to_string()),
-    })
-}
-
-/// `W/"3"` (or `3`) → 3.
-fn parse_etag(value: &str) -> Result<i64> {
-    let v = value.trim();
-    v.strip_prefix("W/").unwrap_or(v).trim_matches('"').parse().map_err(|_| {
-        Error::invalid_at(IssueCode::Value, format!("malformed ifMatch '{value}'"), "request.ifMatch")
     })
 }
 
@@ -463,15 +455,7 @@ impl Engine {
                 Ok(Change::Written(w))
             }
             Step::Delete(t, id) => {
-                let current = tx.current(&t, &id).await?;
-                if if_match.is_some() {
-                    check_if_match(current.as_ref(), if_match)?;
-                }
-                let version = match current {
-                    Some(cur) if !cur.deleted => Some(self.tombstone(tx, &t, &id, cur).await?),
-                    _ => None,
-                };
-                Ok(Change::Deleted(Deleted { version }))
+                Ok(Change::Deleted(Deleted { version: self.delete_in(tx, &t, &id, if_match).await? }))
             }
             Step::Nothing => Ok(Change::Deleted(Deleted { version: None })),
         }

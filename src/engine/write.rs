@@ -230,16 +230,27 @@ impl Engine {
 
     async fn try_delete(&self, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Deleted> {
         let mut tx = self.store.begin().await?;
+        let version = self.delete_in(&mut tx, rtype, id, if_match).await?;
+        tx.commit().await?;
+        Ok(Deleted { version })
+    }
+
+    /// Deletes `rtype/id` inside `tx` if it is there and not deleted yet; the version written.
+    pub(super) async fn delete_in(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<Option<i64>> {
         let current = tx.current(rtype, id).await?;
         if if_match.is_some() {
             check_if_match(current.as_ref(), if_match)?;
         }
-        let deleted = match current {
-            Some(cur) if !cur.deleted => Some(self.tombstone(&mut tx, rtype, id, cur).await?),
-            _ => None,
-        };
-        tx.commit().await?;
-        Ok(Deleted { version: deleted })
+        match current {
+            Some(cur) if !cur.deleted => Ok(Some(self.tombstone(tx, rtype, id, cur).await?)),
+            _ => Ok(None),
+        }
     }
 
     /// DELETE `Type?criteria`: deletes the single match; several matches are refused (412).
@@ -260,10 +271,7 @@ impl Engine {
         let found = self.find_for_condition(&mut tx, rtype, condition).await?;
         let version = match found.as_slice() {
             [] => None,
-            [(_, id)] => match tx.current(rtype, id).await? {
-                Some(cur) if !cur.deleted => Some(self.tombstone(&mut tx, rtype, id, cur).await?),
-                _ => None,
-            },
+            [(_, id)] => self.delete_in(&mut tx, rtype, id, None).await?,
             _ => return Err(multiple_matches(rtype, condition)),
         };
         tx.commit().await?;
@@ -325,7 +333,7 @@ impl Engine {
         })
     }
 
-    pub(super) async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
+    async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
         let version = cur.version + 1;
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;

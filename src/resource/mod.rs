@@ -63,6 +63,15 @@ pub fn validate(expected: &str, value: &Value) -> Result<()> {
 }
 
 /// Whether `id` is a valid FHIR id: `[A-Za-z0-9\-\.]{1,64}`.
+/// A version tag as HTTP headers and Bundle entries carry it: `W/"3"` (or `"3"`, `3`) → 3.
+pub fn parse_etag(value: &str) -> Result<i64> {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+    v.parse().map_err(|_| {
+        Error::invalid(IssueCode::Value, format!("malformed ETag '{value}': expected W/\"<version>\""))
+    })
+}
+
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64

@@ -40,6 +40,17 @@ fn selects_by_index(cond: &str) -> bool {
     cond.starts_with("r.rkey IN (")
 }
 
+/// A criterion the server cannot evaluate: refused (strict) or reported back (lenient).
+fn ignore(handling: Handling, issue: Issue, ignored: &mut Vec<Issue>) -> Result<()> {
+    match handling {
+        Handling::Strict => Err(Error::Invalid(vec![issue])),
+        Handling::Lenient => {
+            ignored.push(issue);
+            Ok(())
+        }
+    }
+}
+
 /// What chains and `_has` consult at every link.
 struct Cx<'a> {
     registry: &'a Registry,
@@ -98,14 +109,12 @@ pub fn plan(
                         p.kind.as_str()
                     ),
                 };
-                let issue = Issue::new(IssueCode::NotSupported, message).at(c.raw_name.clone());
-                match handling {
-                    Handling::Strict => return Err(Error::Invalid(vec![issue])),
-                    Handling::Lenient => {
-                        ignored.push(issue);
-                        continue;
-                    }
-                }
+                ignore(
+                    handling,
+                    Issue::new(IssueCode::NotSupported, message).at(c.raw_name.clone()),
+                    &mut ignored,
+                )?;
+                continue;
             }
         };
         conds.push(criterion(store, &[rtype], param, c, &mut b)?);
@@ -156,16 +165,13 @@ pub fn plan_many(
             .filter_map(|t| registry.get(t, &c.code).filter(|p| p.indexed()).map(|p| (*t, p)))
             .collect();
         let Some((_, param)) = having.first().copied() else {
-            let issue =
-                Issue::new(IssueCode::NotSupported, format!("unknown search parameter '{}'", c.raw_name))
-                    .at(c.raw_name.clone());
-            match handling {
-                Handling::Strict => return Err(Error::Invalid(vec![issue])),
-                Handling::Lenient => {
-                    ignored.push(issue);
-                    continue;
-                }
-            }
+            let message = format!("unknown search parameter '{}'", c.raw_name);
+            ignore(
+                handling,
+                Issue::new(IssueCode::NotSupported, message).at(c.raw_name.clone()),
+                &mut ignored,
+            )?;
+            continue;
         };
         if having.iter().any(|(_, p)| p.kind != param.kind) {
             return Err(invalid(
