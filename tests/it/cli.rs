@@ -214,11 +214,24 @@ async fn shutdown_finishes_in_flight_requests() {
     srv.stop().await;
 }
 
-/// `hearth reindex` on a stopped database, and custom SearchParameters that survive a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reindex_command_and_custom_parameters_after_restart() {
+async fn reindex_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("r.db").display());
+    reindex_round(&format!("sqlite://{}", dir.path().join("r.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_postgres() {
+    if !postgres_available() {
+        return;
+    }
+    reindex_round(&postgres_database().await).await;
+}
+
+/// `hearth reindex` on a stopped database, and custom SearchParameters that survive a restart.
+async fn reindex_round(database: &str) {
+    let database = database.to_string();
+    let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let put = |base: &str, path: &str, body: Value| {
         client
