@@ -29,6 +29,13 @@ pub struct Config {
     pub default_count: usize,
     /// Largest `_count` honoured; larger requests are capped.
     pub max_count: usize,
+    /// Size at which a bulk export output file is closed and the next one begun.
+    pub bulk_max_file_bytes: u64,
+    /// Whether this node runs bulk jobs (`$export`, `$import`); with several nodes on one
+    /// PostgreSQL, any node that runs them may take a job.
+    pub bulk_jobs: bool,
+    /// Largest `$import` upload accepted, in bytes.
+    pub bulk_max_upload_bytes: u64,
 }
 
 impl Default for Config {
@@ -41,6 +48,9 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             default_count: 20,
             max_count: 1000,
+            bulk_max_file_bytes: 64 * 1024 * 1024,
+            bulk_jobs: true,
+            bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }

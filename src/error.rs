@@ -23,6 +23,27 @@ pub enum IssueCode {
 }
 
 impl IssueCode {
+    const ALL: [IssueCode; 14] = [
+        IssueCode::Invalid,
+        IssueCode::Structure,
+        IssueCode::Required,
+        IssueCode::Value,
+        IssueCode::Processing,
+        IssueCode::NotSupported,
+        IssueCode::NotFound,
+        IssueCode::Deleted,
+        IssueCode::Conflict,
+        IssueCode::TooLarge,
+        IssueCode::Exception,
+        IssueCode::Duplicate,
+        IssueCode::MultipleMatches,
+        IssueCode::Informational,
+    ];
+
+    pub fn parse(code: &str) -> Option<IssueCode> {
+        IssueCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IssueCode::Invalid => "invalid",
@@ -60,6 +81,23 @@ impl Issue {
         self.expression = Some(expression.into());
         self
     }
+
+    /// The issue as stored with a failed background job.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "code": self.code.as_str(),
+            "diagnostics": self.diagnostics,
+            "expression": self.expression,
+        })
+    }
+
+    pub fn from_json(value: &serde_json::Value) -> Option<Issue> {
+        Some(Issue {
+            code: IssueCode::parse(value.get("code")?.as_str()?)?,
+            diagnostics: value.get("diagnostics")?.as_str()?.to_string(),
+            expression: value.get("expression").and_then(|e| e.as_str()).map(str::to_string),
+        })
+    }
 }
 
 #[derive(Debug, Error)]
@@ -93,6 +131,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A background job that failed, as its status request reports it (500).
+    #[error("{}", first_diagnostics(.0))]
+    JobFailed(Vec<Issue>),
 }
 
 fn first_diagnostics(issues: &[Issue]) -> String {
@@ -156,14 +197,14 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
             Error::NotImplemented(_) => 501,
-            Error::Store(_) | Error::Migrate(_) | Error::Internal(_) => 500,
+            Error::Store(_) | Error::Migrate(_) | Error::Internal(_) | Error::JobFailed(_) => 500,
         }
     }
 
     /// The issues to report. Internal failures are described without leaking database details.
     pub fn issues(&self) -> Vec<Issue> {
         let code = match self {
-            Error::Invalid(issues) => return issues.clone(),
+            Error::Invalid(issues) | Error::JobFailed(issues) => return issues.clone(),
             Error::UnknownType(_) | Error::NotImplemented(_) | Error::MethodNotAllowed(_) => {
                 IssueCode::NotSupported
             }

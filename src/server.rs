@@ -13,7 +13,9 @@ use crate::error::Result;
 /// Opens the database (migrating it) and prepares everything the handlers share.
 pub async fn state(config: &Config) -> Result<Arc<AppState>> {
     let limits = Limits { default_count: config.default_count, max_count: config.max_count };
-    let engine = Engine::open(&config.database, limits).await?;
+    let mut engine = Engine::open(&config.database, limits).await?;
+    engine.bulk.max_file_bytes = config.bulk_max_file_bytes.max(1);
+    engine.bulk.run_jobs = config.bulk_jobs;
     // Compiling schema validators takes a moment: do it in the background, not in the first
     // client's request.
     tokio::task::spawn_blocking(crate::resource::schema::warm_up);
@@ -21,6 +23,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         engine,
         base_url: config.base_url.clone(),
         max_body_bytes: config.max_body_bytes,
+        requires_access_token: config.auth != crate::config::AuthMode::None,
     }))
 }
 
@@ -32,10 +35,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = api::router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // The bulk job worker stops with the server; a job it was running goes back to the queue.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let stop_on_signal = stop.clone();
+    let worker = state.engine.bulk.run_jobs.then(|| {
+        let state = state.clone();
+        tokio::spawn(async move { state.engine.run_jobs(stopped).await })
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_on_signal.send(true);
+        })
         .await
-        .map_err(|e| crate::Error::Internal(format!("server error: {e}")))?;
+        .map_err(|e| crate::Error::Internal(format!("server error: {e}")));
+    let _ = stop.send(true);
+    if let Some(worker) = worker
+        && let Err(e) = worker.await
+    {
+        tracing::warn!("bulk job worker ended abnormally: {e}");
+    }
+    served?;
     state.engine.store.close().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Handlers parse HTTP into engine calls and engine results into FHIR responses; all FHIR rules
 //! live in the engine and below.
 
+mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
@@ -29,6 +30,9 @@ pub struct AppState {
     /// Absolute base of links (`…/fhir`); derived from the Host header when not configured.
     pub base_url: Option<String>,
     pub max_body_bytes: usize,
+    /// Whether bulk output downloads need the same access token as the kick-off (the manifest
+    /// says so).
+    pub requires_access_token: bool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -37,6 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(rest::history_system))
         .route("/$reindex", post(search::reindex))
+        .route("/$export", get(bulk::export_system).post(bulk::export_system))
+        .route("/$export-poll-status", get(bulk::export_status).delete(bulk::export_cancel))
+        .route("/$bulk-output/{job}/{file}", get(bulk::output_file))
+        .route("/{rtype}/$export", get(bulk::export_type).post(bulk::export_type))
         .route("/{rtype}/$reindex", post(search::reindex_type))
         .route(
             "/{rtype}",
@@ -50,7 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{rtype}/{id}", get(rest::read).put(rest::update).patch(rest::patch).delete(rest::delete))
         .route("/{rtype}/{id}/_history", get(rest::history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(rest::vread))
-        .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment))
+        .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment).post(search::compartment_post))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()

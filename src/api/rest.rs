@@ -31,7 +31,7 @@ pub(super) fn check_id(id: &str) -> Result<()> {
     }
 }
 
-async fn body_resource(state: &AppState, ctx: &Ctx, body: Body) -> Result<Value> {
+pub(super) async fn body_resource(state: &AppState, ctx: &Ctx, body: Body) -> Result<Value> {
     let bytes = read_body(body, state.max_body_bytes, &ctx.headers).await?;
     super::format::parse_body(&ctx.headers, &bytes)
 }

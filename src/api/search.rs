@@ -30,7 +30,11 @@ pub async fn search_compartment(
     State(s): State<Arc<AppState>>,
     Path((ctype, cid, rtype)): Path<(String, String, String)>,
     ctx: Ctx,
+    body: Body,
 ) -> Response {
+    if rtype == "$export" {
+        return super::bulk::export_group(&s, &ctx, &ctype, &cid, body).await;
+    }
     ctx.run(async {
         check_type(&ctype)?;
         check_id(&cid)?;
@@ -54,6 +58,22 @@ pub async fn search_compartment(
         bundle::searchset(&ctx, &path, &query, result)
     })
     .await
+}
+
+/// POST on `[base]/Type/id/…`: only `Group/[id]/$export` takes one.
+pub async fn compartment_post(
+    State(s): State<Arc<AppState>>,
+    Path((ctype, cid, op)): Path<(String, String, String)>,
+    ctx: Ctx,
+    body: Body,
+) -> Response {
+    if op == "$export" {
+        return super::bulk::export_group(&s, &ctx, &ctype, &cid, body).await;
+    }
+    crate::api::respond::error(
+        ctx.out,
+        Error::MethodNotAllowed(format!("POST is not allowed on {}", ctx.path)),
+    )
 }
 
 /// POST `_search`: criteria in an `application/x-www-form-urlencoded` body, plus the URL's.

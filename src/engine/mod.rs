@@ -5,6 +5,7 @@
 //! resource + history + index rows in one store transaction. Writers that lose a race (a unique
 //! violation or serialization failure) are retried from the start, so no update is lost.
 
+mod bulk;
 mod include;
 mod params;
 mod read;
@@ -12,6 +13,7 @@ mod search;
 mod transaction;
 mod write;
 
+pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState};
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};
 pub use transaction::{Method, Outcome, Request, parse_bundle, replace_references};
@@ -39,6 +41,9 @@ pub struct Engine {
     pub limits: Limits,
     /// The official search parameters and this database's custom ones.
     pub registry: Registry,
+    pub bulk: BulkSettings,
+    /// Wakes this node's job worker when a job is queued here.
+    jobs: tokio::sync::Notify,
 }
 
 /// Attempts at a write that keeps losing races before giving up with 409.
@@ -50,7 +55,8 @@ impl Engine {
         let registry = Registry::new();
         let types = crate::resource::resource_types().iter().map(String::as_str);
         store.register_params(&crate::search::indexed_params(&registry, types)).await?;
-        let engine = Engine { store, limits, registry };
+        let engine =
+            Engine { store, limits, registry, bulk: BulkSettings::default(), jobs: Default::default() };
         engine.load_custom_params().await?;
         Ok(engine)
     }

@@ -42,7 +42,13 @@ impl Engine {
         let mut ignored = Vec::new();
         let (mut filter, mut count_sql) = plan_types(self, &types, &q, handling, &mut ignored)?;
         if let Scope::Compartment { ctype, cid, .. } = scope {
-            search::restrict_to_compartment(&self.store, &mut filter, ctype, cid, &types)?;
+            search::restrict_to_compartment(
+                &self.store,
+                &mut filter,
+                ctype,
+                Some(&[cid.to_string()]),
+                &types,
+            )?;
             count_sql = None;
         }
         for name in &q.unsupported {
@@ -149,7 +155,7 @@ fn scope_types(scope: &Scope<'_>, requested: &[String]) -> Result<Vec<String>> {
 }
 
 /// The criteria planned over the types, as one filter that names the types.
-fn plan_types(
+pub(super) fn plan_types(
     engine: &Engine,
     types: &[String],
     q: &SearchQuery,

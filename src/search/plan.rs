@@ -205,14 +205,15 @@ pub fn plan_many(
     })
 }
 
-/// Restricts a filter to the resources in the compartment `ctype/cid` (e.g. `Patient/123`):
-/// those whose compartment parameters reference it, and the compartment's own resource. One
-/// lookup in the reference index covers every type: parameter ids are per type.
+/// Restricts a filter to the resources in the compartment `ctype/cid` (e.g. `Patient/123`) of
+/// each of `cids`, or of any `ctype` when `cids` is `None`: those whose compartment parameters
+/// reference it, and the compartment's own resource. One lookup in the reference index covers
+/// every type: parameter ids are per type.
 pub fn restrict_to_compartment(
     store: &Store,
     filter: &mut Filter,
     ctype: &str,
-    cid: &str,
+    cids: Option<&[String]>,
     types: &[String],
 ) -> Result<()> {
     let mut b = Binder { binds: std::mem::take(&mut filter.binds) };
@@ -227,18 +228,26 @@ pub fn restrict_to_compartment(
         );
         itself |= rtype == ctype || params.iter().any(|p| p == "{def}");
     }
+    let ids = |b: &mut Binder, column: &str| match cids {
+        Some(cids) => {
+            let list: Vec<String> = cids.iter().map(|c| b.text(c.clone())).collect();
+            format!(" AND {column} IN ({})", if list.is_empty() { "NULL".into() } else { list.join(", ") })
+        }
+        None => String::new(),
+    };
     let mut alts = Vec::new();
     if !pids.is_empty() {
-        let (t, id) = (b.text(ctype), b.text(cid));
+        let t = b.text(ctype);
+        let id = ids(&mut b, "x.target_id");
         alts.push(format!(
-            "r.rkey IN (SELECT x.rkey FROM idx_reference x WHERE x.pid IN ({}) \
-             AND x.target_id = {id} AND x.target_type = {t})",
+            "r.rkey IN (SELECT x.rkey FROM idx_reference x WHERE x.pid IN ({}) AND x.target_type = {t}{id})",
             pids.join(", ")
         ));
     }
     if itself {
-        let (t, id) = (b.text(ctype), b.text(cid));
-        alts.push(format!("(r.rtype = {t} AND r.id = {id})"));
+        let t = b.text(ctype);
+        let id = ids(&mut b, "r.id");
+        alts.push(format!("(r.rtype = {t}{id})"));
     }
     if alts.is_empty() {
         alts.push("1 = 0".into());

@@ -28,12 +28,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "search index", include_str!("../../migrations/sqlite/0002_search_index.sql")),
     (3, "composite index", include_str!("../../migrations/sqlite/0003_composite.sql")),
     (4, "rkey and pid", include_str!("../../migrations/sqlite/0004_rkey_pid.sql")),
+    (5, "bulk jobs", include_str!("../../migrations/sqlite/0005_bulk.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "search index", include_str!("../../migrations/postgres/0002_search_index.sql")),
     (3, "composite index", include_str!("../../migrations/postgres/0003_composite.sql")),
     (4, "rkey and pid", include_str!("../../migrations/postgres/0004_rkey_pid.sql")),
+    (5, "bulk jobs", include_str!("../../migrations/postgres/0005_bulk.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

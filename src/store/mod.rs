@@ -5,6 +5,7 @@
 //! types. Only the DDL in `migrations/` differs. The store knows nothing of HTTP or FHIR rules:
 //! the engine decides what to write, the store writes it atomically.
 
+mod bulk;
 mod cache;
 mod connect;
 mod page;
@@ -16,6 +17,7 @@ use std::sync::RwLock;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use bulk::{BulkFile, Job};
 pub use page::{Page, Position, SortKey, SortKind, SortValue};
 pub use query::{HistoryQuery, HistoryScope};
 use tx::Conn;

@@ -12,6 +12,7 @@ mod crud;
 mod custom_params;
 mod differential;
 mod errors;
+mod export;
 mod formats;
 mod history;
 mod paging;

@@ -19,9 +19,28 @@ pub enum Backend {
 pub struct Srv {
     pub base: String,
     pub client: reqwest::Client,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A fresh database that outlives the servers started on it.
+pub struct Db {
+    pub url: String,
+    dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Db {
+    pub async fn new(backend: Backend) -> Db {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("hearth.db").display());
+                Db { url, dir: Some(Arc::new(dir)) }
+            }
+            Backend::Postgres => Db { url: postgres_database().await, dir: None },
+        }
+    }
 }
 
 impl Srv {
@@ -30,14 +49,12 @@ impl Srv {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Srv {
-        let (database, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (format!("sqlite://{}", dir.path().join("hearth.db").display()), Some(dir))
-            }
-            Backend::Postgres => (postgres_database().await, None),
-        };
-        let mut config = Config { database, ..Config::default() };
+        Srv::start_on(&Db::new(backend).await, tweak).await
+    }
+
+    /// A server on an existing database (e.g. the one a stopped server used).
+    pub async fn start_on(db: &Db, tweak: impl FnOnce(&mut Config)) -> Srv {
+        let mut config = Config { database: db.url.clone(), ..Config::default() };
         tweak(&mut config);
         let state = hearth::server::state(&config).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -53,7 +70,7 @@ impl Srv {
         Srv {
             base: format!("http://{addr}/fhir"),
             client: reqwest::Client::new(),
-            _dir: dir,
+            _dir: db.dir.clone(),
             shutdown: Some(tx),
             task: Some(task),
         }
