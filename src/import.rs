@@ -15,11 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Loader, Origin, content_id};
 use crate::error::{Error, Result};
-
-/// Resources per transaction.
-const BATCH: usize = 1000;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -30,16 +27,9 @@ pub struct Summary {
     pub skipped_files: usize,
 }
 
-/// Where a resource came from, for the error file.
-struct Origin {
-    file: String,
-    line: usize,
-}
-
 pub struct Importer<'a> {
-    engine: &'a Engine,
+    loader: Loader<'a>,
     errors: Box<dyn Write + 'a>,
-    batch: Vec<(Origin, Value)>,
     summary: Summary,
     started: Instant,
     last_report: Instant,
@@ -67,9 +57,8 @@ impl<'a> Importer<'a> {
     pub fn new(engine: &'a Engine, errors: Box<dyn Write + 'a>, progress: bool) -> Self {
         let now = Instant::now();
         Importer {
-            engine,
+            loader: Loader::new(engine),
             errors,
-            batch: Vec::new(),
             summary: Summary::default(),
             started: now,
             last_report: now,
@@ -131,19 +120,8 @@ impl<'a> Importer<'a> {
                 }
                 number += 1;
                 let origin = Origin { file: name.clone(), line: number };
-                let Ok(line) = std::str::from_utf8(&buf) else {
-                    self.reject(&origin, "not UTF-8", Value::Null)?;
-                    continue;
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Value>(line) {
-                    Ok(v) => self.add(origin, v).await?,
-                    Err(e) => {
-                        self.reject(&origin, &format!("not JSON: {e}"), Value::String(line.to_string()))?
-                    }
-                }
+                self.loader.line(origin, &buf).await?;
+                self.drain()?;
             }
         } else {
             let mut text = String::new();
@@ -187,46 +165,14 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// Checks one resource; a good one joins the batch.
-    async fn add(&mut self, origin: Origin, mut v: Value) -> Result<()> {
-        let Some(rtype) = v.get("resourceType").and_then(Value::as_str).map(str::to_string) else {
-            return self.reject(&origin, "no resourceType", v);
-        };
-        if v.get("id").is_none() {
-            let id = content_id(&v);
-            v["id"] = Value::String(id);
-        }
-        if let Err(e) = crate::resource::validate(&rtype, &v) {
-            return self.reject(&origin, &e.to_string(), v);
-        }
-        self.batch.push((origin, v));
-        if self.batch.len() >= BATCH {
-            self.flush().await?;
-        }
-        Ok(())
+    async fn add(&mut self, origin: Origin, v: Value) -> Result<()> {
+        self.loader.add(origin, v).await?;
+        self.drain()
     }
 
     async fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        let values: Vec<Value> = batch.iter().map(|(_, v)| v.clone()).collect();
-        match self.engine.import_validated(&values).await {
-            Ok(n) => self.summary.imported += n,
-            // A whole batch refused (e.g. an id the checks let through): try one by one, so only
-            // the bad ones are rejected.
-            Err(Error::Invalid(_)) => {
-                for (origin, v) in batch {
-                    match self.engine.import_validated(std::slice::from_ref(&v)).await {
-                        Ok(n) => self.summary.imported += n,
-                        Err(e @ Error::Invalid(_)) => self.reject(&origin, &e.to_string(), v)?,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        self.loader.flush().await?;
+        self.drain()?;
         if self.progress && self.last_report.elapsed() >= Duration::from_secs(2) {
             self.report(false);
             self.last_report = Instant::now();
@@ -235,9 +181,19 @@ impl<'a> Importer<'a> {
     }
 
     fn reject(&mut self, origin: &Origin, why: &str, resource: Value) -> Result<()> {
-        self.summary.rejected += 1;
-        let line = json!({"file": origin.file, "line": origin.line, "error": why, "resource": resource});
-        writeln!(self.errors, "{line}").map_err(io_err)
+        self.loader.reject(origin.clone(), why.to_string(), resource);
+        self.drain()
+    }
+
+    /// Writes the loader's rejections to the error file.
+    fn drain(&mut self) -> Result<()> {
+        for r in self.loader.take_rejected() {
+            let line = json!({"file": r.origin.file, "line": r.origin.line, "error": r.reason, "resource": r.resource});
+            writeln!(self.errors, "{line}").map_err(io_err)?;
+        }
+        self.summary.imported = self.loader.loaded_total();
+        self.summary.rejected = self.loader.rejected_total;
+        Ok(())
     }
 
     fn report(&self, last: bool) {
@@ -281,11 +237,6 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>
         skipped.push(path.to_path_buf());
     }
     Ok(())
-}
-
-/// An id from the resource's content (FNV-1a), so an id-less resource imported twice is one.
-fn content_id(v: &Value) -> String {
-    format!("imp-{:016x}", crate::engine::stable_hash(&[&v.to_string()]))
 }
 
 fn io_err(e: std::io::Error) -> Error {

@@ -24,6 +24,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         base_url: config.base_url.clone(),
         max_body_bytes: config.max_body_bytes,
         requires_access_token: config.auth != crate::config::AuthMode::None,
+        max_upload_bytes: config.bulk_max_upload_bytes,
     }))
 }
 

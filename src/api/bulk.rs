@@ -232,3 +232,67 @@ pub async fn output_file(
     })
     .await
 }
+
+/// `POST [base]/$import`: an NDJSON body (`Content-Encoding: gzip` allowed) loaded in the
+/// background. Answers 202 once the upload is stored; the status endpoint reports what was
+/// loaded and, line by line, what was refused.
+pub async fn import(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Response {
+    ctx.run(async {
+        let prefer = ctx.header("prefer").unwrap_or_default().to_ascii_lowercase();
+        if !prefer.split([',', ';']).any(|p| p.trim() == "respond-async") {
+            return Err(Error::invalid(
+                IssueCode::Required,
+                "$import runs asynchronously: send the header 'Prefer: respond-async'",
+            ));
+        }
+        let ct = ctx.header("content-type").unwrap_or_default();
+        let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if !matches!(mime.as_str(), "application/fhir+ndjson" | "application/ndjson" | "application/x-ndjson")
+        {
+            return Err(Error::UnsupportedMediaType(format!(
+                "$import takes application/fhir+ndjson (one resource per line), not '{ct}'"
+            )));
+        }
+        let gzip = match ctx.header("content-encoding").map(str::trim) {
+            None | Some("identity") => false,
+            Some(e) if e.eq_ignore_ascii_case("gzip") => true,
+            Some(other) => {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "Content-Encoding '{other}' is not supported: use gzip"
+                )));
+            }
+        };
+        let limit = s.max_upload_bytes;
+        let declared = ctx.header("content-length").and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::PayloadTooLarge(usize::try_from(limit).unwrap_or(usize::MAX)));
+        }
+        let request = format!("{}/$import", ctx.base);
+        let mut upload = s.engine.import_begin(&request, gzip, limit).await?;
+        let mut stream = body.into_data_stream();
+        while let Some(frame) = futures_util::StreamExt::next(&mut stream).await {
+            let written = match frame {
+                Ok(bytes) => upload.write(&s.engine, &bytes).await,
+                Err(e) => Err(Error::invalid(IssueCode::Structure, format!("cannot read the upload: {e}"))),
+            };
+            if let Err(e) = written {
+                s.engine.import_abort(upload).await;
+                return Err(e);
+            }
+        }
+        let id = s.engine.import_finish(upload).await?;
+        accepted(&ctx, &format!("{}/$import-poll-status?_jobId={id}", ctx.base), "the import job is queued")
+    })
+    .await
+}
+
+/// `GET [base]/$import-poll-status?_jobId=…`.
+pub async fn import_status(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(status(&s, &ctx, "import")).await
+}
+
+/// `DELETE [base]/$import-poll-status?_jobId=…`: forgets the job and its files (what was
+/// loaded stays loaded).
+pub async fn import_cancel(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
+    ctx.run(cancel(&s, &ctx, "import")).await
+}

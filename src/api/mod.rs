@@ -33,6 +33,8 @@ pub struct AppState {
     /// Whether bulk output downloads need the same access token as the kick-off (the manifest
     /// says so).
     pub requires_access_token: bool,
+    /// Largest `$import` upload (after decompression).
+    pub max_upload_bytes: u64,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -44,6 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/$export", get(bulk::export_system).post(bulk::export_system))
         .route("/$export-poll-status", get(bulk::export_status).delete(bulk::export_cancel))
         .route("/$bulk-output/{job}/{file}", get(bulk::output_file))
+        .route("/$import", post(bulk::import))
+        .route("/$import-poll-status", get(bulk::import_status).delete(bulk::import_cancel))
         .route("/{rtype}/$export", get(bulk::export_type).post(bulk::export_type))
         .route("/{rtype}/$reindex", post(search::reindex_type))
         .route(

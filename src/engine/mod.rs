@@ -7,13 +7,15 @@
 
 mod bulk;
 mod include;
+mod load;
 mod params;
 mod read;
 mod search;
 mod transaction;
 mod write;
 
-pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState};
+pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState, Upload};
+pub use load::{LOAD_BATCH, Loader, Origin, Rejection, content_id};
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};
 pub use transaction::{Method, Outcome, Request, parse_bundle, replace_references};

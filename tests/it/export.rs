@@ -317,3 +317,130 @@ pub fn backends() -> Vec<Backend> {
     }
     b
 }
+
+/// Posts NDJSON to `$import` and returns the status URL.
+async fn upload(srv: &Srv, body: Vec<u8>, gzip: bool) -> String {
+    let mut req = srv
+        .req(Method::POST, "$import")
+        .header("prefer", "respond-async")
+        .header("content-type", "application/fhir+ndjson");
+    if gzip {
+        req = req.header("content-encoding", "gzip");
+    }
+    let resp = req.body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+    resp.headers()["content-location"].to_str().unwrap().to_string()
+}
+
+/// The text of every file of a manifest list (`output` or `error`).
+async fn texts(srv: &Srv, files: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files.as_array().unwrap() {
+        out.push(srv.get(f["url"].as_str().unwrap()).await.text().await.unwrap());
+    }
+    out
+}
+
+both!(import_loads_ndjson_and_reports_each_refused_line, |srv| {
+    let ndjson = [
+        json!({"resourceType": "Patient", "id": "a", "gender": "female"}).to_string(),
+        "{not json".to_string(),
+        json!({"resourceType": "Patient", "id": "b"}).to_string(),
+        String::new(),
+        json!({"resourceType": "Patient", "id": "c", "gender": "sometimes"}).to_string(),
+        json!({"resourceType": "Observation", "id": "x", "status": "final", "code": {"text": "t"},
+            "subject": {"reference": "Patient/a"}})
+        .to_string(),
+    ]
+    .join("\n");
+    for gzip in [false, true] {
+        let body = if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, ndjson.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        } else {
+            ndjson.clone().into_bytes()
+        };
+        let status = upload(srv, body, gzip).await;
+        assert!(status.contains("$import-poll-status?_jobId="));
+        let manifest = wait(srv, &status).await;
+        let output = texts(srv, &manifest["output"]).await.concat();
+        assert!(output.contains("2 Patient resources loaded"), "{output}");
+        assert!(output.contains("1 Observation resources loaded"), "{output}");
+        assert_eq!(manifest["error"][0]["count"], 2);
+        let errors = texts(srv, &manifest["error"]).await.concat();
+        let lines: Vec<Value> = errors.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            lines[0]["issue"][0]["diagnostics"].as_str().unwrap().starts_with("line 2: not JSON"),
+            "{errors}"
+        );
+        assert!(lines[1]["issue"][0]["diagnostics"].as_str().unwrap().starts_with("line 5:"), "{errors}");
+        let found = json(srv.get("Patient?_summary=count").await).await;
+        assert_eq!(found["total"], 2, "loading twice updates, it does not duplicate");
+    }
+    assert_eq!(json(srv.get("Observation?subject=Patient/a").await).await["total"], 1);
+    // The export status endpoint knows no import jobs and vice versa.
+    let status = upload(srv, b"{\"resourceType\":\"Patient\"}".to_vec(), false).await;
+    outcome(srv.get(&status.replace("$import-poll", "$export-poll")).await, 404).await;
+});
+
+both!(import_refuses_what_it_cannot_take, |srv| {
+    let send = |ct: &str, prefer: bool| {
+        let mut r = srv.req(Method::POST, "$import").header("content-type", ct.to_string());
+        if prefer {
+            r = r.header("prefer", "respond-async");
+        }
+        r.body("{\"resourceType\":\"Patient\"}")
+    };
+    outcome(send("application/fhir+ndjson", false).send().await.unwrap(), 400).await;
+    outcome(send("application/fhir+json", true).send().await.unwrap(), 415).await;
+    let resp = send("application/fhir+ndjson", true).header("content-encoding", "gzip").send().await.unwrap();
+    outcome(resp, 400).await;
+    assert_eq!(json(srv.get("Patient?_summary=count").await).await["total"], 0);
+});
+
+/// Export everything, load it into an empty database, export again: the same resources. Runs
+/// SQLite → PostgreSQL and PostgreSQL → SQLite (SQLite → SQLite without PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_round_trips() {
+    let pairs = match backends().as_slice() {
+        [_, _] => vec![(Backend::Sqlite, Backend::Postgres), (Backend::Postgres, Backend::Sqlite)],
+        _ => vec![(Backend::Sqlite, Backend::Sqlite)],
+    };
+    for (from, to) in pairs {
+        let srv = Srv::start(from).await;
+        seed(&srv).await;
+        let manifest = wait(&srv, &kick_off(&srv, "$export").await).await;
+        let ndjson = texts(&srv, &manifest["output"]).await.concat();
+        let original = download(&srv, &manifest).await;
+        srv.stop().await;
+
+        let empty = Srv::start(to).await;
+        let result = wait(&empty, &upload(&empty, ndjson.into_bytes(), false).await).await;
+        assert_eq!(result["error"], json!([]), "{from:?} → {to:?}");
+        let copy = download(&empty, &wait(&empty, &kick_off(&empty, "$export").await).await).await;
+        assert_eq!(without_meta(&copy), without_meta(&original), "{from:?} → {to:?}");
+        // The search index was built too.
+        let found = json(empty.get("Observation?subject:Patient.name=Family-p2").await).await;
+        assert_eq!(found["total"], 1);
+        empty.stop().await;
+    }
+}
+
+/// Resources by type, sorted by id, without `meta` (a load writes new versions).
+fn without_meta(m: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, Vec<Value>> {
+    m.iter()
+        .map(|(t, rs)| {
+            let mut rs: Vec<Value> = rs
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.as_object_mut().unwrap().remove("meta");
+                    r
+                })
+                .collect();
+            rs.sort_by_key(|r| r["id"].as_str().unwrap().to_string());
+            (t.clone(), rs)
+        })
+        .collect()
+}

@@ -7,6 +7,7 @@
 //! database so that every node of a shared PostgreSQL can serve them.
 
 mod export;
+mod import;
 mod sink;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::resource::instant::now_ms;
 use crate::store::{BulkFile, Dialect, Job};
 
 pub use export::{ExportLevel, ExportParams};
+pub use import::Upload;
 
 /// Settings of the background jobs.
 #[derive(Debug, Clone)]
@@ -171,6 +173,7 @@ impl Engine {
         let ran = match self.store.clear_output(&job.id).await {
             Ok(()) => match job.kind.as_str() {
                 "export" => self.run_export(claim).await,
+                "import" => self.run_import(claim).await,
                 other => Err(Error::Internal(format!("unknown job kind {other}"))),
             },
             Err(e) => Err(e),
