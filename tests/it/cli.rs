@@ -8,13 +8,13 @@ use serde_json::Value;
 
 use crate::support::{Backend, postgres_available, postgres_database};
 
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 /// Starts the binary and waits for its "listening on" line.
-fn spawn(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> Process {
+pub(crate) fn spawn(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> Process {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
     cmd.args(args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("HEARTH_LOG", "warn");
     for (k, v) in envs {
@@ -42,15 +42,21 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(mut self) -> std::process::ExitStatus {
         let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(ok.success());
         self.child.wait().expect("wait")
     }
 }
 
-async fn get(url: &str) -> (u16, Value) {
+pub(crate) async fn get(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.expect("GET");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");

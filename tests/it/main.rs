@@ -8,6 +8,7 @@ mod common_params;
 mod composite;
 mod concurrency;
 mod conditional;
+mod crash;
 mod crud;
 mod custom_params;
 mod differential;
