@@ -44,7 +44,10 @@ struct BenchArgs {
     /// Measure search instead: load a generated data set and run the query families.
     #[arg(long)]
     search: bool,
-    /// Patients in the search data set (ten resources each).
+    /// Measure bulk import and $export instead (eleven resources per patient).
+    #[arg(long, conflicts_with = "search")]
+    bulk: bool,
+    /// Patients in the search data set (ten resources each) or the bulk data set (eleven).
     #[arg(long, default_value_t = 100_000)]
     patients: usize,
 }
@@ -216,6 +219,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         args.seconds,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    if args.bulk {
+        let opts = hearth::bench::bulk::BulkOptions { patients: args.patients, databases, dir: dir.clone() };
+        let result = hearth::bench::bulk::run(&opts).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(result?);
+    }
     if args.search {
         let opts = hearth::bench::search::SearchOptions {
             patients: args.patients,

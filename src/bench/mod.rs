@@ -5,6 +5,7 @@
 //!
 //! Ratios, not absolute numbers, are what to compare across machines.
 
+pub mod bulk;
 pub mod search;
 
 use std::sync::Arc;

@@ -64,7 +64,7 @@ fn day(ms: i64) -> String {
 }
 
 /// Patient `i` and the nine resources that belong to it.
-fn patient_resources(i: usize) -> Vec<Value> {
+pub(super) fn patient_resources(i: usize) -> Vec<Value> {
     let mut r = Lcg(i as u64 * 7919 + 17);
     let pid = format!("p{i}");
     let mut out = vec![json!({
@@ -107,7 +107,7 @@ fn patient_resources(i: usize) -> Vec<Value> {
     out
 }
 
-fn practitioners() -> Vec<Value> {
+pub(super) fn practitioners() -> Vec<Value> {
     (0..PRACTITIONERS)
         .map(|k| json!({"resourceType": "Practitioner", "id": format!("dr{k}"), "name": [{"family": surname(k)}]}))
         .collect()

@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use tokio::task::JoinHandle;
 
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::resource::instant::now_ms;
+use crate::search::Registry;
+use crate::store::IndexRows;
 
 /// Resources per transaction.
 pub const LOAD_BATCH: usize = 1000;
@@ -30,9 +34,99 @@ pub struct Rejection {
     pub resource: Value,
 }
 
+/// A resource checked, stamped as a new version 1 and indexed, ready to write. Done on a
+/// blocking thread while the previous batch is written: the two halves of a load overlap.
+pub struct Prepared {
+    pub origin: Origin,
+    pub rtype: String,
+    pub id: String,
+    /// As given: a resource that exists already is stamped again as its next version.
+    pub value: Value,
+    pub last_updated: i64,
+    pub body: Vec<u8>,
+    pub index: IndexRows,
+}
+
+/// What a batch is made of before it is prepared.
+enum Raw {
+    Line(Vec<u8>),
+    Value(Value),
+}
+
+/// Checks, stamps and indexes one resource; `validate` is false for callers that validated.
+pub fn prepare(
+    registry: &Registry,
+    origin: Origin,
+    mut v: Value,
+    validate: bool,
+) -> Result<Prepared, Box<Rejection>> {
+    let reject =
+        |origin: Origin, reason: String, resource: Value| Box::new(Rejection { origin, reason, resource });
+    let Some(rtype) = v.get("resourceType").and_then(Value::as_str).map(str::to_string) else {
+        return Err(reject(origin, "no resourceType".into(), v));
+    };
+    if v.get("id").is_none() {
+        v["id"] = Value::String(content_id(&v));
+    }
+    let id = match v["id"].as_str() {
+        Some(id) if crate::resource::valid_id(id) => id.to_string(),
+        _ => return Err(reject(origin, format!("{} is not a valid id", v["id"]), v)),
+    };
+    if validate && let Err(e) = crate::resource::validate(&rtype, &v) {
+        return Err(reject(origin, e.to_string(), v));
+    }
+    let now = now_ms();
+    let stamped = crate::resource::stamp(v.clone(), &id, 1, now);
+    if rtype == "SearchParameter"
+        && let Err(e) = registry.check_custom(&id, &stamped)
+    {
+        return Err(reject(origin, e.to_string(), v));
+    }
+    let body = match serde_json::to_vec(&stamped) {
+        Ok(b) => b,
+        Err(e) => return Err(reject(origin, e.to_string(), v)),
+    };
+    let index = crate::search::index::extract(registry, &rtype, &stamped);
+    Ok(Prepared { origin, rtype, id, value: v, last_updated: now, body, index })
+}
+
+fn prepare_batch(registry: &Registry, batch: Vec<(Origin, Raw)>) -> (Vec<Prepared>, Vec<Rejection>) {
+    let mut ready = Vec::with_capacity(batch.len());
+    let mut rejected = Vec::new();
+    for (origin, raw) in batch {
+        let v = match raw {
+            Raw::Value(v) => v,
+            Raw::Line(bytes) => {
+                let Ok(line) = std::str::from_utf8(&bytes) else {
+                    rejected.push(Rejection { origin, reason: "not UTF-8".into(), resource: Value::Null });
+                    continue;
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(line) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let resource = Value::String(line.to_string());
+                        rejected.push(Rejection { origin, reason: format!("not JSON: {e}"), resource });
+                        continue;
+                    }
+                }
+            }
+        };
+        match prepare(registry, origin, v, true) {
+            Ok(p) => ready.push(p),
+            Err(r) => rejected.push(*r),
+        }
+    }
+    (ready, rejected)
+}
+
 pub struct Loader<'a> {
     engine: &'a Engine,
-    batch: Vec<(Origin, Value)>,
+    pending: Vec<(Origin, Raw)>,
+    /// The batch being prepared on a blocking thread.
+    preparing: Option<JoinHandle<(Vec<Prepared>, Vec<Rejection>)>>,
     /// Resources written, by type.
     pub loaded: BTreeMap<String, usize>,
     /// Refused so far and not yet taken by the caller.
@@ -42,47 +136,34 @@ pub struct Loader<'a> {
 
 impl<'a> Loader<'a> {
     pub fn new(engine: &'a Engine) -> Self {
-        Loader { engine, batch: Vec::new(), loaded: BTreeMap::new(), rejected: Vec::new(), rejected_total: 0 }
+        Loader {
+            engine,
+            pending: Vec::new(),
+            preparing: None,
+            loaded: BTreeMap::new(),
+            rejected: Vec::new(),
+            rejected_total: 0,
+        }
     }
 
     pub fn loaded_total(&self) -> usize {
         self.loaded.values().sum()
     }
 
-    /// One NDJSON line: parsed, checked, and batched (or rejected).
+    /// One NDJSON line (parsed when its batch is prepared).
     pub async fn line(&mut self, origin: Origin, bytes: &[u8]) -> Result<()> {
-        let Ok(line) = std::str::from_utf8(bytes) else {
-            self.reject(origin, "not UTF-8".into(), Value::Null);
-            return Ok(());
-        };
-        if line.trim().is_empty() {
-            return Ok(());
-        }
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) => self.add(origin, v).await,
-            Err(e) => {
-                self.reject(origin, format!("not JSON: {e}"), Value::String(line.to_string()));
-                Ok(())
-            }
-        }
+        self.push(origin, Raw::Line(bytes.to_vec())).await
     }
 
-    /// Checks one resource; a good one joins the batch, which is written when full.
-    pub async fn add(&mut self, origin: Origin, mut v: Value) -> Result<()> {
-        let Some(rtype) = v.get("resourceType").and_then(Value::as_str).map(str::to_string) else {
-            self.reject(origin, "no resourceType".into(), v);
-            return Ok(());
-        };
-        if v.get("id").is_none() {
-            v["id"] = Value::String(content_id(&v));
-        }
-        if let Err(e) = crate::resource::validate(&rtype, &v) {
-            self.reject(origin, e.to_string(), v);
-            return Ok(());
-        }
-        self.batch.push((origin, v));
-        if self.batch.len() >= LOAD_BATCH {
-            self.flush().await?;
+    /// One resource.
+    pub async fn add(&mut self, origin: Origin, v: Value) -> Result<()> {
+        self.push(origin, Raw::Value(v)).await
+    }
+
+    async fn push(&mut self, origin: Origin, raw: Raw) -> Result<()> {
+        self.pending.push((origin, raw));
+        if self.pending.len() >= LOAD_BATCH {
+            self.cycle().await?;
         }
         Ok(())
     }
@@ -97,25 +178,42 @@ impl<'a> Loader<'a> {
         std::mem::take(&mut self.rejected)
     }
 
-    /// Writes the batch. A batch the store refuses as a whole is retried one resource at a
-    /// time, so that only the bad ones are rejected.
-    pub async fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
+    /// Starts preparing the pending batch, and writes the batch prepared before it meanwhile.
+    async fn cycle(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        let registry = self.engine.registry.clone();
+        let next = tokio::task::spawn_blocking(move || prepare_batch(&registry, batch));
+        match self.preparing.replace(next) {
+            Some(previous) => self.write(previous).await,
+            None => Ok(()),
         }
-        let batch = std::mem::take(&mut self.batch);
-        let values: Vec<Value> = batch.iter().map(|(_, v)| v.clone()).collect();
-        match self.engine.import_validated(&values).await {
-            Ok(_) => {
-                for v in &values {
-                    self.count(v);
-                }
-            }
+    }
+
+    /// Writes everything batched so far.
+    pub async fn flush(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.cycle().await?;
+        }
+        match self.preparing.take() {
+            Some(last) => self.write(last).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a prepared batch. A batch the store refuses as a whole is retried one resource
+    /// at a time, so that only the bad ones are rejected.
+    async fn write(&mut self, prepared: JoinHandle<(Vec<Prepared>, Vec<Rejection>)>) -> Result<()> {
+        let (ready, rejected) =
+            prepared.await.map_err(|e| Error::Internal(format!("preparing a batch: {e}")))?;
+        self.rejected_total += rejected.len();
+        self.rejected.extend(rejected);
+        match self.engine.write_prepared(&ready).await {
+            Ok(_) => ready.iter().for_each(|p| self.count(&p.rtype)),
             Err(Error::Invalid(_)) => {
-                for (origin, v) in batch {
-                    match self.engine.import_validated(std::slice::from_ref(&v)).await {
-                        Ok(_) => self.count(&v),
-                        Err(e @ Error::Invalid(_)) => self.reject(origin, e.to_string(), v),
+                for p in ready {
+                    match self.engine.write_prepared(std::slice::from_ref(&p)).await {
+                        Ok(_) => self.count(&p.rtype),
+                        Err(e @ Error::Invalid(_)) => self.reject(p.origin, e.to_string(), p.value),
                         Err(e) => return Err(e),
                     }
                 }
@@ -125,8 +223,7 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn count(&mut self, v: &Value) {
-        let rtype = v.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    fn count(&mut self, rtype: &str) {
         *self.loaded.entry(rtype.to_string()).or_default() += 1;
     }
 }

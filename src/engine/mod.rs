@@ -42,7 +42,7 @@ pub struct Engine {
     pub store: Store,
     pub limits: Limits,
     /// The official search parameters and this database's custom ones.
-    pub registry: Registry,
+    pub registry: std::sync::Arc<Registry>,
     pub bulk: BulkSettings,
     /// Wakes this node's job worker when a job is queued here.
     jobs: tokio::sync::Notify,
@@ -54,7 +54,7 @@ const WRITE_ATTEMPTS: usize = 8;
 impl Engine {
     pub async fn open(database_url: &str, limits: Limits) -> Result<Engine> {
         let store = Store::open(database_url).await?;
-        let registry = Registry::new();
+        let registry = std::sync::Arc::new(Registry::new());
         let types = crate::resource::resource_types().iter().map(String::as_str);
         store.register_params(&crate::search::indexed_params(&registry, types)).await?;
         let engine =

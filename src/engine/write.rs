@@ -2,11 +2,12 @@
 
 use serde_json::Value;
 
+use super::load::{Origin, Prepared, prepare};
 use super::{Engine, lock_key};
 use crate::error::{Error, IssueCode, Result};
 use crate::resource::{self, instant};
 use crate::search::{self, Handling, SearchQuery};
-use crate::store::{Current, Tx, Version};
+use crate::store::{Current, NewVersion, Tx, Version};
 
 /// The result of a create or update.
 #[derive(Debug, Clone)]
@@ -68,42 +69,105 @@ impl Engine {
 
     /// [`Engine::import`] for resources the caller has validated already.
     pub async fn import_validated(&self, resources: &[Value]) -> Result<usize> {
-        let mut items = Vec::with_capacity(resources.len());
+        let mut prepared = Vec::with_capacity(resources.len());
         for (i, v) in resources.iter().enumerate() {
-            let field = |f: &str| v.get(f).and_then(Value::as_str);
-            let (Some(rtype), Some(id)) = (field("resourceType"), field("id")) else {
-                return Err(Error::invalid(
-                    IssueCode::Required,
-                    format!("resource {i} of the import has no resourceType or id"),
-                ));
-            };
-            if !resource::valid_id(id) {
-                return Err(Error::invalid(
-                    IssueCode::Value,
-                    format!("resource {i}: '{id}' is not a valid id"),
-                ));
-            }
-            items.push((rtype, id, v));
+            let origin = Origin { file: String::new(), line: i };
+            let p = prepare(&self.registry, origin, v.clone(), false).map_err(|r| {
+                Error::invalid(IssueCode::Invalid, format!("resource {i} of the import: {}", r.reason))
+            })?;
+            prepared.push(p);
         }
-        let versions = self
-            .retry(|| async {
+        Ok(self.write_prepared(&prepared).await?.len())
+    }
+
+    /// Writes prepared resources (ids given, update-as-create) in one transaction.
+    pub async fn write_prepared(&self, items: &[Prepared]) -> Result<Vec<Version>> {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let unique = items.iter().all(|p| seen.insert((p.rtype.as_str(), p.id.as_str())));
+        let versions = if unique {
+            self.retry(|| self.write_batch(items)).await?
+        } else {
+            // The same resource twice: each write must see the one before it.
+            self.retry(|| async {
                 let mut tx = self.store.begin().await?;
                 let mut written = Vec::with_capacity(items.len());
-                for (rtype, id, v) in &items {
-                    let current = tx.current(rtype, id).await?;
-                    written.push(self.put(&mut tx, rtype, id, current, (*v).clone(), "PUT").await?);
+                for p in items {
+                    let current = tx.current(&p.rtype, &p.id).await?;
+                    written.push(self.put(&mut tx, &p.rtype, &p.id, current, p.value.clone(), "PUT").await?);
                 }
                 tx.commit().await?;
                 Ok(written)
             })
-            .await?;
+            .await?
+        };
         for v in &versions {
             // Stored already: a SearchParameter that cannot be activated is logged, not undone.
             if let Err(e) = self.custom_params_written(v).await {
                 tracing::warn!("{}/{} was imported but is not active: {e}", v.rtype, v.id);
             }
         }
-        Ok(versions.len())
+        Ok(versions)
+    }
+
+    /// One transaction writing distinct resources with few statements (see `store::many`).
+    /// Resources that exist already are stamped again as their next version.
+    async fn write_batch(&self, items: &[Prepared]) -> Result<Vec<Version>> {
+        let mut tx = self.store.begin().await?;
+        let keys: Vec<(&str, &str)> = items.iter().map(|p| (p.rtype.as_str(), p.id.as_str())).collect();
+        let current = tx.current_many(&keys).await?;
+        let mut again = Vec::with_capacity(items.len());
+        for p in items {
+            let cur = current.get(&(p.rtype.clone(), p.id.clone())).copied();
+            again.push(match cur {
+                None => None,
+                Some(c) => {
+                    let version = c.version + 1;
+                    let now = instant::now_ms().max(c.last_updated);
+                    let stamped = resource::stamp(p.value.clone(), &p.id, version, now);
+                    let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
+                    let index = search::index::extract(&self.registry, &p.rtype, &stamped);
+                    Some((c.rkey, version, now, body, index))
+                }
+            });
+        }
+        let rows: Vec<NewVersion> = items
+            .iter()
+            .zip(&again)
+            .map(|(p, a)| match a {
+                None => NewVersion {
+                    rtype: &p.rtype,
+                    id: &p.id,
+                    version: 1,
+                    last_updated: p.last_updated,
+                    body: &p.body,
+                    index: &p.index,
+                    rkey: None,
+                },
+                Some((rkey, version, now, body, index)) => NewVersion {
+                    rtype: &p.rtype,
+                    id: &p.id,
+                    version: *version,
+                    last_updated: *now,
+                    body,
+                    index,
+                    rkey: Some(*rkey),
+                },
+            })
+            .collect();
+        tx.write_many(&self.store, &rows).await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| Version {
+                rtype: r.rtype.to_string(),
+                id: r.id.to_string(),
+                version: r.version,
+                last_updated: r.last_updated,
+                deleted: false,
+                method: "PUT".into(),
+                body: r.body.to_vec(),
+            })
+            .collect())
     }
 
     /// PUT `Type/id`: update, or create with the client's id when it does not exist yet.

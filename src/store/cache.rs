@@ -30,6 +30,13 @@ impl Cache {
         inner.map.get(&(rtype.to_string(), id.to_string())).cloned()
     }
 
+    pub fn forget(&self, rtype: &str, id: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = inner.map.remove(&(rtype.to_string(), id.to_string())) {
+            inner.bytes -= old.body.len();
+        }
+    }
+
     /// Keeps `v` unless a newer version is already cached: a reader that fetched an old row
     /// must not overwrite what a writer committed meanwhile.
     pub fn put(&self, v: Arc<Version>) {

@@ -8,6 +8,7 @@
 mod bulk;
 mod cache;
 mod connect;
+mod many;
 mod page;
 mod query;
 mod tx;
@@ -18,6 +19,7 @@ use std::sync::RwLock;
 use sqlx::{PgPool, SqlitePool};
 
 pub use bulk::{BulkFile, Job};
+pub use many::NewVersion;
 pub use page::{Page, Position, SortKey, SortKind, SortValue};
 pub use query::{HistoryQuery, HistoryScope};
 use tx::Conn;
@@ -327,7 +329,13 @@ impl Store {
             Backend::Sqlite { writer, .. } => Conn::Sqlite(writer.begin().await?),
             Backend::Postgres(pool) => Conn::Postgres(pool.begin().await?),
         };
-        Ok(Tx { conn, cache: self.cache.clone(), written: Vec::new(), inserted: Vec::new() })
+        Ok(Tx {
+            conn,
+            cache: self.cache.clone(),
+            written: Vec::new(),
+            inserted: Vec::new(),
+            forget: Vec::new(),
+        })
     }
 
     /// The small id of a search parameter, if it was registered.
