@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub imported: usize,
+    /// Of the imported, those stored already with the same content (not written again).
+    pub unchanged: usize,
     pub rejected: usize,
     pub files: usize,
     /// Files in the directories given that are not NDJSON or JSON (named on stderr).
@@ -192,6 +194,7 @@ impl<'a> Importer<'a> {
             writeln!(self.errors, "{line}").map_err(io_err)?;
         }
         self.summary.imported = self.loader.loaded_total();
+        self.summary.unchanged = self.loader.unchanged;
         self.summary.rejected = self.loader.rejected_total;
         Ok(())
     }

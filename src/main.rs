@@ -159,8 +159,9 @@ fn main() -> anyhow::Result<()> {
                 );
                 let s = importer.run(&args.paths, Some(&args.errors)).await.context("importing")?;
                 println!(
-                    "imported {} resources from {} files; rejected {} (see {})",
+                    "imported {} resources ({} unchanged) from {} files; rejected {} (see {})",
                     s.imported,
+                    s.unchanged,
                     s.files,
                     s.rejected,
                     args.errors.display()

@@ -60,12 +60,23 @@ pub fn capability_statement(base: &str, registry: &Registry) -> Value {
                 "searchParam": params,
                 "searchInclude": ["*"],
             });
+            let mut operations = Vec::new();
             // The two compartments R4 defines $everything for (the others serve it too).
             if matches!(t.as_str(), "Patient" | "Encounter") {
-                resource["operation"] = json!([{
+                operations.push(json!({
                     "name": "everything",
                     "definition": format!("http://hl7.org/fhir/OperationDefinition/{t}-everything"),
-                }]);
+                }));
+            }
+            match t.as_str() {
+                "Patient" => operations.push(json!({"name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"})),
+                "Group" => operations.push(json!({"name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"})),
+                _ => {}
+            }
+            if !operations.is_empty() {
+                resource["operation"] = json!(operations);
             }
             resource
         })
@@ -78,6 +89,7 @@ pub fn capability_statement(base: &str, registry: &Registry) -> Value {
         "kind": "instance",
         "software": {"name": "Hearth", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Hearth FHIR R4 server", "url": base},
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": format::FORMATS,
         "patchFormat": ["application/json-patch+json"],
@@ -91,6 +103,10 @@ pub fn capability_statement(base: &str, registry: &Registry) -> Value {
                 {"name": "_count", "type": "number", "documentation": "Page size"},
             ],
             "compartment": crate::search::compartment::urls(),
+            // $import has no published OperationDefinition to point at; README documents it.
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+            ],
         }],
     })
 }

@@ -127,8 +127,10 @@ pub struct Loader<'a> {
     pending: Vec<(Origin, Raw)>,
     /// The batch being prepared on a blocking thread.
     preparing: Option<JoinHandle<(Vec<Prepared>, Vec<Rejection>)>>,
-    /// Resources written, by type.
+    /// Resources loaded, by type (written, or found stored already with the same content).
     pub loaded: BTreeMap<String, usize>,
+    /// Of those, the ones stored already with the same content: not written again.
+    pub unchanged: usize,
     /// Refused so far and not yet taken by the caller.
     rejected: Vec<Rejection>,
     pub rejected_total: usize,
@@ -141,6 +143,7 @@ impl<'a> Loader<'a> {
             pending: Vec::new(),
             preparing: None,
             loaded: BTreeMap::new(),
+            unchanged: 0,
             rejected: Vec::new(),
             rejected_total: 0,
         }
@@ -208,11 +211,17 @@ impl<'a> Loader<'a> {
         self.rejected_total += rejected.len();
         self.rejected.extend(rejected);
         match self.engine.write_prepared(&ready).await {
-            Ok(_) => ready.iter().for_each(|p| self.count(&p.rtype)),
+            Ok(written) => {
+                self.unchanged += ready.len() - written.len();
+                ready.iter().for_each(|p| self.count(&p.rtype));
+            }
             Err(Error::Invalid(_)) => {
                 for p in ready {
                     match self.engine.write_prepared(std::slice::from_ref(&p)).await {
-                        Ok(_) => self.count(&p.rtype),
+                        Ok(written) => {
+                            self.unchanged += usize::from(written.is_empty());
+                            self.count(&p.rtype)
+                        }
                         Err(e @ Error::Invalid(_)) => self.reject(p.origin, e.to_string(), p.value),
                         Err(e) => return Err(e),
                     }

@@ -116,24 +116,34 @@ impl Engine {
         let keys: Vec<(&str, &str)> = items.iter().map(|p| (p.rtype.as_str(), p.id.as_str())).collect();
         let current = tx.current_many(&keys).await?;
         let mut again = Vec::with_capacity(items.len());
-        for p in items {
-            let cur = current.get(&(p.rtype.clone(), p.id.clone())).copied();
+        let mut unchanged = vec![false; items.len()];
+        for (i, p) in items.iter().enumerate() {
+            let cur = current.get(&(p.rtype.clone(), p.id.clone()));
             again.push(match cur {
                 None => None,
-                Some(c) => {
+                Some((c, stored)) => {
                     let version = c.version + 1;
                     let now = instant::now_ms().max(c.last_updated);
                     let stamped = resource::stamp(p.value.clone(), &p.id, version, now);
-                    let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-                    let index = search::index::extract(&self.registry, &p.rtype, &stamped);
-                    Some((c.rkey, version, now, body, index))
+                    // A bulk load run again must not pile up versions of what it already wrote.
+                    if !c.deleted && same_content(stored, &stamped) {
+                        unchanged[i] = true;
+                        None
+                    } else {
+                        let body =
+                            serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
+                        let index = search::index::extract(&self.registry, &p.rtype, &stamped);
+                        Some((c.rkey, version, now, body, index))
+                    }
                 }
             });
         }
         let rows: Vec<NewVersion> = items
             .iter()
             .zip(&again)
-            .map(|(p, a)| match a {
+            .zip(&unchanged)
+            .filter(|(_, same)| !**same)
+            .map(|((p, a), _)| match a {
                 None => NewVersion {
                     rtype: &p.rtype,
                     id: &p.id,
@@ -461,4 +471,21 @@ fn check_body_id(value: &Value, url_id: Option<&str>) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Whether a stored body and a newly stamped resource differ only in `meta.versionId` and
+/// `meta.lastUpdated`.
+fn same_content(stored: &[u8], stamped: &Value) -> bool {
+    let Ok(mut old) = serde_json::from_slice::<Value>(stored) else { return false };
+    if let (Some(meta), Some(new_meta)) =
+        (old.get_mut("meta").and_then(Value::as_object_mut), stamped.get("meta"))
+    {
+        for field in ["versionId", "lastUpdated"] {
+            match new_meta.get(field) {
+                Some(v) => meta.insert(field.into(), v.clone()),
+                None => meta.remove(field),
+            };
+        }
+    }
+    &old == stamped
 }

@@ -41,7 +41,7 @@ impl Tx {
     pub async fn current_many(
         &mut self,
         keys: &[(&str, &str)],
-    ) -> Result<HashMap<(String, String), Current>> {
+    ) -> Result<HashMap<(String, String), (Current, Vec<u8>)>> {
         let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
         for (t, id) in keys {
             by_type.entry(t).or_default().push(id);
@@ -52,12 +52,13 @@ impl Tx {
             for chunk in ids.chunks(ROWS) {
                 let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
                 let sql = format!(
-                    "SELECT rkey, version, last_updated, deleted, id FROM resource WHERE rtype = $1 AND id IN ({}){lock}",
+                    "SELECT rkey, version, last_updated, deleted, id, body FROM resource \
+                     WHERE rtype = $1 AND id IN ({}){lock}",
                     list.join(", ")
                 );
                 let mut binds = vec![Bind::Text(rtype.to_string())];
                 binds.extend(chunk.iter().map(|id| Bind::Text(id.to_string())));
-                type Row = (i64, i64, i64, bool, String);
+                type Row = (i64, i64, i64, bool, String, Vec<u8>);
                 let rows: Vec<Row> = match &mut self.conn {
                     Conn::Sqlite(tx) => {
                         bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter())
@@ -70,8 +71,11 @@ impl Tx {
                             .await?
                     }
                 };
-                for (rkey, version, last_updated, deleted, id) in rows {
-                    out.insert((rtype.to_string(), id), Current { rkey, version, last_updated, deleted });
+                for (rkey, version, last_updated, deleted, id, body) in rows {
+                    out.insert(
+                        (rtype.to_string(), id),
+                        (Current { rkey, version, last_updated, deleted }, body),
+                    );
                 }
             }
         }

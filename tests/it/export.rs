@@ -379,6 +379,15 @@ both!(import_loads_ndjson_and_reports_each_refused_line, |srv| {
         assert_eq!(found["total"], 2, "loading twice updates, it does not duplicate");
     }
     assert_eq!(json(srv.get("Observation?subject=Patient/a").await).await["total"], 1);
+    // The second load found everything stored with the same content: no new versions. A changed
+    // resource gets one.
+    assert_eq!(json(srv.get("Patient/a").await).await["meta"]["versionId"], "1");
+    let changed = json!({"resourceType": "Patient", "id": "a", "gender": "male"}).to_string();
+    let manifest = wait(srv, &upload(srv, changed.into_bytes(), false).await).await;
+    assert_eq!(manifest["error"], json!([]));
+    let a = json(srv.get("Patient/a").await).await;
+    assert_eq!((a["meta"]["versionId"].as_str(), a["gender"].as_str()), (Some("2"), Some("male")));
+    assert_eq!(json(srv.get("Patient?gender=male").await).await["total"], 1, "re-indexed");
     // The export status endpoint knows no import jobs and vice versa.
     let status = upload(srv, b"{\"resourceType\":\"Patient\"}".to_vec(), false).await;
     outcome(srv.get(&status.replace("$import-poll", "$export-poll")).await, 404).await;

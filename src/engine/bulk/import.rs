@@ -132,6 +132,16 @@ impl Engine {
         if !errors(&mut sink, loader.take_rejected()).await? {
             return Ok(Ran::Lost);
         }
+        if loader.unchanged > 0 {
+            let outcome = json!({"resourceType": "OperationOutcome", "issue": [{
+                "severity": "information", "code": "informational",
+                "diagnostics": format!("{} resources were stored already with the same content and not written again",
+                    loader.unchanged),
+            }]});
+            if !sink.line("output", "OperationOutcome", outcome.to_string().as_bytes()).await? {
+                return Ok(Ran::Lost);
+            }
+        }
         for (rtype, n) in &loader.loaded {
             let outcome = json!({"resourceType": "OperationOutcome", "issue": [{
                 "severity": "information", "code": "informational",
