@@ -47,7 +47,7 @@ pub async fn run(opts: &BulkOptions) -> Result<()> {
     println!("bulk data set: {n} resources, {:.0} MB of NDJSON", bytes as f64 / 1e6);
     for db in &opts.databases {
         let name = if db.starts_with("sqlite") { "sqlite" } else { "postgres" };
-        run_one(name, db, &file).await?;
+        run_one(name, db, &file, opts.patients).await?;
     }
     Ok(())
 }
@@ -65,7 +65,7 @@ fn generate(path: &Path, patients: usize) -> Result<usize> {
     Ok(n)
 }
 
-async fn run_one(name: &str, database: &str, file: &Path) -> Result<()> {
+async fn run_one(name: &str, database: &str, file: &Path, patients: usize) -> Result<()> {
     let config = Config { database: database.into(), bulk_jobs: false, ..Config::default() };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
@@ -98,13 +98,51 @@ async fn run_one(name: &str, database: &str, file: &Path) -> Result<()> {
         body_bytes as f64 / 1e6
     );
 
-    let (exported, secs) = export(engine).await?;
+    // Interactive searches alone, then while an export runs on the same node.
+    let server = super::Running::start(&state).await?;
+    let idle = searches(&server.base, patients).await?;
+    let (exported, secs, busy) = {
+        let export = export(engine);
+        let busy = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            searches(&server.base, patients).await
+        };
+        let ((exported, secs), busy) = tokio::try_join!(export, busy)?;
+        (exported, secs, busy)
+    };
+    server.stop().await;
     let rate = exported as f64 / secs;
     println!(
         "export:   {exported} resources in {secs:.1} s = {rate:.0}/s ({:.0} % of the baseline)",
         100.0 * rate / read_rate
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "search by identifier, 4 clients: idle p50 {:.1} ms p99 {:.1} ms; during the export p50 {:.1} ms p99 {:.1} ms",
+        ms(idle.p50),
+        ms(idle.p99),
+        ms(busy.p50),
+        ms(busy.p99)
+    );
     Ok(())
+}
+
+/// Two seconds of `Patient?identifier=…` searches from 4 clients.
+async fn searches(base: &str, patients: usize) -> Result<super::Series> {
+    let client = reqwest::Client::new();
+    let base = base.to_string();
+    super::drive(4, Duration::from_secs(2), move |w, n| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let i = (w * 7919 + n * 104_729) % patients.max(1);
+            let url = format!("{base}/Patient?identifier=urn:bench:mrn|MRN{i}");
+            let resp = client.get(&url).send().await.map_err(super::http_err)?;
+            super::check(resp.status(), 200, "search")?;
+            resp.bytes().await.map_err(super::http_err)?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Parses every line and INSERTs its bytes, 1000 per transaction, into a scratch table.
