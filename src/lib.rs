@@ -1,6 +1,7 @@
 //! Hearth: a FHIR R4 (4.0.1) server. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod demo;

@@ -157,9 +157,11 @@ impl Store {
         Ok(())
     }
 
-    /// Jobs that finished before `before`, for expiry.
+    /// Jobs that finished before `before`, or began uploading before it, for expiry.
     pub async fn finished_jobs(&self, before: i64) -> Result<Vec<String>> {
-        let sql = "SELECT id FROM bulk_job WHERE finished IS NOT NULL AND finished < $1";
+        // An upload that never finished (the node died during it) expires as well.
+        let sql = "SELECT id FROM bulk_job WHERE (finished IS NOT NULL AND finished < $1) \
+                   OR (status = 'uploading' AND created < $1)";
         let rows: Vec<(String,)> =
             on_backend!(self, pool => sqlx::query_as(sql).bind(before).fetch_all(pool).await?);
         Ok(rows.into_iter().map(|r| r.0).collect())
