@@ -29,6 +29,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "composite index", include_str!("../../migrations/sqlite/0003_composite.sql")),
     (4, "rkey and pid", include_str!("../../migrations/sqlite/0004_rkey_pid.sql")),
     (5, "bulk jobs", include_str!("../../migrations/sqlite/0005_bulk.sql")),
+    (6, "auth keys", include_str!("../../migrations/sqlite/0006_auth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -36,6 +37,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "composite index", include_str!("../../migrations/postgres/0003_composite.sql")),
     (4, "rkey and pid", include_str!("../../migrations/postgres/0004_rkey_pid.sql")),
     (5, "bulk jobs", include_str!("../../migrations/postgres/0005_bulk.sql")),
+    (6, "auth keys", include_str!("../../migrations/postgres/0006_auth.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

@@ -5,6 +5,7 @@
 //! types. Only the DDL in `migrations/` differs. The store knows nothing of HTTP or FHIR rules:
 //! the engine decides what to write, the store writes it atomically.
 
+mod auth;
 mod bulk;
 mod cache;
 mod connect;
@@ -18,6 +19,7 @@ use std::sync::RwLock;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use auth::StoredKey;
 pub use bulk::{BulkFile, Job};
 pub use many::NewVersion;
 pub use page::{Page, Position, SortKey, SortKind, SortValue};
