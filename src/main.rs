@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use hearth::config::{AuthMode, Config};
 use tracing_subscriber::EnvFilter;
 
+mod auth_cli;
+
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "Hearth: a FHIR R4 server")]
 struct Cli {
@@ -28,6 +30,12 @@ enum Command {
     Reindex(ReindexArgs),
     /// Measure create/read/update throughput against same-run baselines (see benches/README.md).
     Bench(BenchArgs),
+    /// Register or list OAuth clients of the embedded authorization server.
+    Client(auth_cli::ClientArgs),
+    /// Add users of the embedded authorization server.
+    User(auth_cli::UserArgs),
+    /// Mint an access token for a registered client straight from the database (scripts, tests).
+    Token(auth_cli::TokenArgs),
 }
 
 #[derive(Args)]
@@ -74,7 +82,7 @@ struct ReindexArgs {
 }
 
 #[derive(Args, Default)]
-struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Configuration file (TOML); `hearth.toml` in the working directory is read if present.
     #[arg(long, env = "HEARTH_CONFIG")]
     config: Option<PathBuf>,
@@ -102,7 +110,7 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn config(&self) -> anyhow::Result<Config> {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let (path, required) = match &self.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from("hearth.toml"), false),
@@ -145,6 +153,9 @@ fn main() -> anyhow::Result<()> {
                 serve(args).await
             }
             Command::Bench(args) => bench(args).await,
+            Command::Client(args) => auth_cli::client(args).await,
+            Command::User(args) => auth_cli::user(args).await,
+            Command::Token(args) => auth_cli::token(args).await,
             Command::Import(args) => {
                 let config = args.serve.config()?;
                 let state = hearth::server::state(&config)

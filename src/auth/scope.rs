@@ -58,6 +58,24 @@ impl Perms {
         Some(p)
     }
 
+    /// Whether every permission of `other` is also in `self`.
+    pub fn includes(&self, other: &Perms) -> bool {
+        (self.c || !other.c)
+            && (self.r || !other.r)
+            && (self.u || !other.u)
+            && (self.d || !other.d)
+            && (self.s || !other.s)
+    }
+
+    /// The v2 letters.
+    pub fn letters(&self) -> String {
+        [(self.c, 'c'), (self.r, 'r'), (self.u, 'u'), (self.d, 'd'), (self.s, 's')]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, ch)| *ch)
+            .collect()
+    }
+
     pub fn has(&self, i: Interaction) -> bool {
         match i {
             Interaction::Create => self.c,
@@ -90,6 +108,19 @@ pub struct Rule {
     /// A v2 query restriction (`patient/Observation.rs?category=laboratory`): the resources the
     /// rule reaches must match it.
     pub query: Option<String>,
+}
+
+impl Rule {
+    /// The rule as a v2 scope.
+    pub fn text(&self) -> String {
+        let context = match self.context {
+            Context::Patient => "patient",
+            Context::User => "user",
+            Context::System => "system",
+        };
+        let query = self.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{context}/{}.{}{query}", self.rtype.as_deref().unwrap_or("*"), self.perms.letters())
+    }
 }
 
 /// Everything a token grants.
@@ -148,6 +179,29 @@ impl Grant {
 
     pub fn allows(&self, rtype: &str, interaction: Interaction) -> bool {
         self.rules_for(rtype, interaction).next().is_some()
+    }
+
+    /// Whether every scope of `requested` falls within this grant (the scopes a client was
+    /// registered with): a resource scope needs a rule of the same context whose type and
+    /// permissions include it; another scope must be listed as such.
+    pub fn covers(&self, requested: &Grant) -> Result<(), String> {
+        for want in &requested.rules {
+            let ok = self.rules.iter().any(|have| {
+                have.context == want.context
+                    && (have.rtype.is_none() || have.rtype == want.rtype)
+                    && have.perms.includes(&want.perms)
+                    && (have.query.is_none() || have.query == want.query)
+            });
+            if !ok {
+                return Err(format!("the client may not be granted '{}'", want.text()));
+            }
+        }
+        for want in &requested.other {
+            if !self.has_other(want) {
+                return Err(format!("the client may not be granted '{want}'"));
+            }
+        }
+        Ok(())
     }
 
     pub fn has_other(&self, scope: &str) -> bool {
@@ -223,6 +277,23 @@ mod tests {
             Grant::parse("custom-thing").unwrap().unknown_other().collect::<Vec<_>>(),
             ["custom-thing"]
         );
+    }
+
+    #[test]
+    fn registered_scopes_cover_narrower_requests() {
+        let allowed = Grant::parse("patient/*.cruds user/Observation.rs launch/patient openid").unwrap();
+        let ok = |s: &str| allowed.covers(&Grant::parse(s).unwrap());
+        assert!(ok("patient/Observation.read patient/Task.cu launch/patient").is_ok());
+        assert!(ok("user/Observation.rs?category=laboratory").is_ok());
+        assert_eq!(
+            ok("user/Observation.c").unwrap_err(),
+            "the client may not be granted 'user/Observation.c'"
+        );
+        assert!(ok("user/Task.rs").is_err());
+        assert!(ok("system/*.rs").is_err());
+        assert!(ok("offline_access").is_err());
+        let narrow = Grant::parse("patient/Observation.rs?category=vital-signs").unwrap();
+        assert!(narrow.covers(&Grant::parse("patient/Observation.rs").unwrap()).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::RwLock;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use auth::StoredKey;
+pub use auth::{Client, StoredKey, User};
 pub use bulk::{BulkFile, Job};
 pub use many::NewVersion;
 pub use page::{Page, Position, SortKey, SortKind, SortValue};

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod cli_auth;
 mod common_params;
 mod composite;
 mod concurrency;
