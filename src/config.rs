@@ -10,6 +10,10 @@ use serde::Deserialize;
 pub enum AuthMode {
     /// No authorization: every request is allowed. For local development and tests.
     None,
+    /// SMART on FHIR with this server's own tokens (`hearth token`), being built: `user/` and
+    /// `system/` scopes are enforced per type; `patient/` and query-restricted scopes are
+    /// refused with 403 until their confinement lands.
+    Smart,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,10 +20,12 @@ pub enum IssueCode {
     Duplicate,
     MultipleMatches,
     Informational,
+    Login,
+    Forbidden,
 }
 
 impl IssueCode {
-    const ALL: [IssueCode; 14] = [
+    const ALL: [IssueCode; 16] = [
         IssueCode::Invalid,
         IssueCode::Structure,
         IssueCode::Required,
@@ -38,6 +40,8 @@ impl IssueCode {
         IssueCode::Duplicate,
         IssueCode::MultipleMatches,
         IssueCode::Informational,
+        IssueCode::Login,
+        IssueCode::Forbidden,
     ];
 
     pub fn parse(code: &str) -> Option<IssueCode> {
@@ -60,6 +64,8 @@ impl IssueCode {
             IssueCode::Duplicate => "duplicate",
             IssueCode::MultipleMatches => "multiple-matches",
             IssueCode::Informational => "informational",
+            IssueCode::Login => "login",
+            IssueCode::Forbidden => "forbidden",
         }
     }
 }
@@ -131,6 +137,12 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid access token (401); the text goes into `WWW-Authenticate` too.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token that does not allow the request (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A background job that failed, as its status request reports it (500).
     #[error("{}", first_diagnostics(.0))]
     JobFailed(Vec<Issue>),
@@ -169,6 +181,7 @@ impl Error {
             Error::NotFound(m) => Error::NotFound(say(m)),
             Error::Gone(m) => Error::Gone(say(m)),
             Error::Conflict(m) => Error::Conflict(say(m)),
+            Error::Forbidden(m) => Error::Forbidden(say(m)),
             Error::PreconditionFailed(m) => Error::PreconditionFailed(say(m)),
             Error::MethodNotAllowed(m) => Error::MethodNotAllowed(say(m)),
             Error::NotImplemented(m) => Error::NotImplemented(say(m)),
@@ -188,6 +201,8 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Invalid(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::UnknownType(_) | Error::NotFound(_) => 404,
             Error::Gone(_) => 410,
             Error::Conflict(_) => 409,
@@ -210,6 +225,8 @@ impl Error {
             }
             Error::UnsupportedMediaType(_) | Error::NotAcceptable(_) => IssueCode::NotSupported,
             Error::NotFound(_) => IssueCode::NotFound,
+            Error::Unauthorized(_) => IssueCode::Login,
+            Error::Forbidden(_) => IssueCode::Forbidden,
             Error::Gone(_) => IssueCode::Deleted,
             Error::Conflict(_) | Error::PreconditionFailed(_) => IssueCode::Conflict,
             Error::PayloadTooLarge(_) => IssueCode::TooLarge,

@@ -19,12 +19,20 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
     // Compiling schema validators takes a moment: do it in the background, not in the first
     // client's request.
     tokio::task::spawn_blocking(crate::resource::schema::warm_up);
+    let keys = match config.auth {
+        crate::config::AuthMode::None => {
+            tracing::warn!("authorization is off (auth = none): every request is allowed");
+            None
+        }
+        crate::config::AuthMode::Smart => Some(crate::auth::keys::Keys::load_or_create(&engine.store).await?),
+    };
     Ok(Arc::new(AppState {
         engine,
         base_url: config.base_url.clone(),
         max_body_bytes: config.max_body_bytes,
         requires_access_token: config.auth != crate::config::AuthMode::None,
         max_upload_bytes: config.bulk_max_upload_bytes,
+        keys,
     }))
 }
 

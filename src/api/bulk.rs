@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::request::Ctx;
 use super::rest::{body_resource, check_id};
 use super::{AppState, respond};
+use crate::auth::Interaction;
 use crate::engine::{ExportLevel, ExportParams, JobState};
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::resource::instant::{format_ms, http_date};
@@ -64,6 +65,7 @@ pub async fn export_group(s: &Arc<AppState>, ctx: &Ctx, ctype: &str, id: &str, b
 }
 
 async fn kickoff(s: &Arc<AppState>, ctx: &Ctx, level: ExportLevel, body: Body) -> Result<Response> {
+    ctx.allow_system(&[Interaction::Read, Interaction::Search])?;
     let prefer = ctx.header("prefer").unwrap_or_default().to_ascii_lowercase();
     let prefs: Vec<&str> = prefer.split([',', ';']).map(str::trim).collect();
     if !prefs.contains(&"respond-async") {
@@ -143,6 +145,7 @@ pub async fn export_cancel(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response
 }
 
 pub(super) async fn cancel(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<Response> {
+    ctx.allow_system(&[Interaction::Read])?;
     s.engine.delete_job(kind, &job_id(ctx)?).await?;
     let body = respond::outcome(
         &[Issue::new(IssueCode::Informational, format!("the {kind} job was deleted"))],
@@ -152,6 +155,7 @@ pub(super) async fn cancel(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<R
 }
 
 pub(super) async fn status(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<Response> {
+    ctx.allow_system(&[Interaction::Read])?;
     let id = job_id(ctx)?;
     match s.engine.job_state(kind, &id).await? {
         JobState::InProgress(progress) => {
@@ -207,6 +211,7 @@ pub async fn output_file(
     ctx: Ctx,
 ) -> Response {
     ctx.run(async {
+        ctx.allow_system(&[Interaction::Read])?;
         let file_no: i32 = file
             .strip_suffix(".ndjson")
             .unwrap_or(&file)
@@ -238,6 +243,7 @@ pub async fn output_file(
 /// loaded and, line by line, what was refused.
 pub async fn import(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Response {
     ctx.run(async {
+        ctx.allow_system(&[Interaction::Create, Interaction::Update])?;
         let prefer = ctx.header("prefer").unwrap_or_default().to_ascii_lowercase();
         if !prefer.split([',', ';']).any(|p| p.trim() == "respond-async") {
             return Err(Error::invalid(

@@ -127,7 +127,8 @@ fn full_url(ctx: &Ctx, v: &Version) -> String {
 }
 
 /// `path` is the search's path below the base: `Patient` or `Patient/123/Immunization`.
-pub fn searchset(ctx: &Ctx, path: &str, query: &str, result: SearchResult) -> Result<Response> {
+pub fn searchset(ctx: &Ctx, path: &str, query: &str, mut result: SearchResult) -> Result<Response> {
+    super::auth::visible_includes(ctx.principal.as_deref(), &mut result);
     finish(ctx.out, &searchset_bundle(ctx, path, query, result)?)
 }
 

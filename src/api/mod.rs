@@ -2,6 +2,7 @@
 //! Handlers parse HTTP into engine calls and engine results into FHIR responses; all FHIR rules
 //! live in the engine and below.
 
+mod auth;
 mod bulk;
 mod bundle;
 mod capability;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub requires_access_token: bool,
     /// Largest `$import` upload (after decompression).
     pub max_upload_bytes: u64,
+    /// The token signing keys when authorization is on (`auth = "smart"`); `None` allows all.
+    pub keys: Option<crate::auth::keys::Keys>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -64,11 +67,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{rtype}/{id}/_history/{vid}", get(rest::vread))
         .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment).post(search::compartment_post))
         .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found);
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/fhir/", get(search::search_system).post(rest::system_post))
+        .route(
+            "/fhir/",
+            get(search::search_system)
+                .post(rest::system_post)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token)),
+        )
         .nest("/fhir", fhir)
         .fallback(not_found)
         .with_state(state)

@@ -10,8 +10,10 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 
 use super::AppState;
+use super::auth::{self, Principal};
 use super::format::{self, Output};
 use super::respond;
+use crate::auth::Interaction;
 use crate::error::{Error, IssueCode, Result};
 use crate::search::Handling;
 
@@ -35,6 +37,8 @@ pub struct Ctx {
     pub base: String,
     pub prefer_return: Return,
     pub handling: Handling,
+    /// The verified caller, when authorization is on.
+    pub principal: Option<Arc<Principal>>,
 }
 
 impl FromRequestParts<Arc<AppState>> for Ctx {
@@ -79,6 +83,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             base,
             prefer_return,
             handling,
+            principal: parts.extensions.get::<Arc<Principal>>().cloned(),
         })
     }
 }
@@ -98,6 +103,23 @@ impl Ctx {
             Ok(resp) => resp,
             Err(e) => respond::error(self.out, e),
         }
+    }
+
+    /// See [`auth::allow`].
+    pub fn allow(&self, rtype: &str, interaction: Interaction) -> Result<()> {
+        auth::allow(self.principal.as_deref(), rtype, interaction)
+    }
+
+    pub fn allow_types(&self, types: Option<&[String]>, interaction: Interaction) -> Result<()> {
+        auth::allow_types(self.principal.as_deref(), types, interaction)
+    }
+
+    pub fn allow_query(&self, query: &str) -> Result<()> {
+        auth::allow_query(self.principal.as_deref(), query)
+    }
+
+    pub fn allow_system(&self, interactions: &[Interaction]) -> Result<()> {
+        auth::allow_system(self.principal.as_deref(), interactions)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -59,7 +59,11 @@ pub fn error(out: Output, err: Error) -> Response {
         Ok(bytes) => (out, bytes),
         Err(_) => (Output::default(), serde_json::to_vec(&body).unwrap_or_default()),
     };
-    with_body(status, out, bytes)
+    let mut resp = with_body(status, out, bytes);
+    if let Error::Unauthorized(why) = &err {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, super::auth::challenge(why));
+    }
+    resp
 }
 
 /// The OperationOutcome an error becomes (inside a batch response entry).

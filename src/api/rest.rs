@@ -8,9 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
+use super::auth;
 use super::request::{Ctx, Return, parse_etag, read_body};
 use super::{AppState, bundle, respond};
-use crate::engine::Written;
+use crate::auth::Interaction;
+use crate::engine::{Outcome, Written};
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::resource::{self, instant};
 use crate::store::{HistoryScope, Version};
@@ -85,6 +87,7 @@ pub async fn create(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Create)?;
         let value = body_resource(&s, &ctx, body).await?;
         if value.get("id").is_some() {
             tracing::debug!("ignoring the client's id on create, as http.html#create requires");
@@ -104,6 +107,7 @@ pub async fn update(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Update)?;
         check_id(&id)?;
         let value = body_resource(&s, &ctx, body).await?;
         let w = s.engine.update(&rtype, &id, value, ctx.if_match()?).await?;
@@ -120,6 +124,8 @@ pub async fn conditional_update(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Update)?;
+        ctx.allow(&rtype, Interaction::Search)?;
         let value = body_resource(&s, &ctx, body).await?;
         let w = s.engine.conditional_update(&rtype, &ctx.criteria_query(), value, ctx.if_match()?).await?;
         Ok(written(&ctx, &w, status_of(&w)))
@@ -135,6 +141,7 @@ pub async fn patch(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Update)?;
         check_id(&id)?;
         let ct = ctx.header("content-type").unwrap_or_default();
         let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -167,6 +174,7 @@ pub async fn read(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
         let v = s.engine.read(&rtype, &id).await?;
         if not_modified(&ctx, v.version, v.last_updated)? {
@@ -219,6 +227,7 @@ pub async fn vread(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
         let v = s.engine.vread(&rtype, &id, &vid).await?;
         if not_modified(&ctx, v.version, v.last_updated)? {
@@ -250,6 +259,7 @@ pub async fn delete(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Delete)?;
         check_id(&id)?;
         let d = s.engine.delete(&rtype, &id, ctx.if_match()?).await?;
         let what = match d.version {
@@ -268,6 +278,8 @@ pub async fn conditional_delete(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Delete)?;
+        ctx.allow(&rtype, Interaction::Search)?;
         let condition = ctx.criteria_query();
         let d = s.engine.conditional_delete(&rtype, &condition).await?;
         let what = match d.version {
@@ -291,6 +303,7 @@ pub async fn history_instance(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
         let path = format!("{rtype}/{id}/_history");
         history(&s, &ctx, HistoryScope::Instance { rtype, id }, path).await
@@ -301,6 +314,8 @@ pub async fn history_instance(
 pub async fn history_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Read)?;
+        ctx.allow(&rtype, Interaction::Search)?;
         let path = format!("{rtype}/_history");
         history(&s, &ctx, HistoryScope::Type(rtype), path).await
     })
@@ -308,7 +323,12 @@ pub async fn history_type(State(s): State<Arc<AppState>>, Path(rtype): Path<Stri
 }
 
 pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
-    ctx.run(history(&s, &ctx, HistoryScope::System, "_history".into())).await
+    ctx.run(async {
+        ctx.allow_types(None, Interaction::Read)?;
+        ctx.allow_types(None, Interaction::Search)?;
+        history(&s, &ctx, HistoryScope::System, "_history".into()).await
+    })
+    .await
 }
 
 /// POST to the base is a batch or transaction Bundle: not implemented yet, and said so.
@@ -317,13 +337,30 @@ pub async fn system_post(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -
     ctx.run(async {
         let value = body_resource(&s, &ctx, body).await?;
         let (transaction, requests) = crate::engine::parse_bundle(&value)?;
+        let principal = ctx.principal.as_deref();
+        let visible = |mut outcomes: Vec<Result<Outcome>>| {
+            for o in outcomes.iter_mut() {
+                if let Ok(Outcome::Searched(result, _)) = o {
+                    auth::visible_includes(principal, result);
+                }
+            }
+            outcomes
+        };
         if transaction {
             let requests = requests.into_iter().collect::<Result<Vec<_>>>()?;
+            // Every entry is allowed, or nothing runs.
+            for (i, r) in requests.iter().enumerate() {
+                auth::allow_entry(principal, r).map_err(|e| e.in_entry(i))?;
+            }
             let outcomes = s.engine.transaction(requests).await?;
-            bundle::bundle_response(&ctx, "transaction-response", outcomes)
+            bundle::bundle_response(&ctx, "transaction-response", visible(outcomes))
         } else {
+            let requests = requests
+                .into_iter()
+                .map(|r| r.and_then(|r| auth::allow_entry(principal, &r).map(|()| r)))
+                .collect();
             let results = s.engine.batch(requests).await;
-            bundle::bundle_response(&ctx, "batch-response", results)
+            bundle::bundle_response(&ctx, "batch-response", visible(results))
         }
     })
     .await

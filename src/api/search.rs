@@ -10,6 +10,7 @@ use axum::response::Response;
 use super::request::{Ctx, read_body};
 use super::rest::{check_id, check_type};
 use super::{AppState, bundle};
+use crate::auth::Interaction;
 use crate::engine::Scope;
 use crate::error::{Error, IssueCode, Result};
 use crate::search::{Handling, compartment};
@@ -17,7 +18,9 @@ use crate::search::{Handling, compartment};
 pub async fn search_get(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Search)?;
         let query = ctx.criteria_query();
+        ctx.allow_query(&query)?;
         let result = s.engine.search(&rtype, &query, ctx.handling).await?;
         bundle::searchset(&ctx, &rtype, &query, result)
     })
@@ -44,7 +47,14 @@ pub async fn search_compartment(
         if !compartment::is_compartment(&ctype) {
             return Err(Error::NotFound(format!("{ctype} has no compartment")));
         }
+        if rtype == "*" || rtype == "$everything" {
+            ctx.allow_types(None, Interaction::Search)?;
+            ctx.allow_types(None, Interaction::Read)?;
+        } else {
+            ctx.allow(&rtype, Interaction::Search)?;
+        }
         let query = ctx.criteria_query();
+        ctx.allow_query(&query)?;
         let path = format!("{ctype}/{cid}/{rtype}");
         if rtype == "$everything" {
             let translated = everything_query(&ctx)?;
@@ -85,6 +95,7 @@ pub async fn search_post(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Search)?;
         let ct = ctx.header("content-type").unwrap_or("application/x-www-form-urlencoded");
         if !ct.starts_with("application/x-www-form-urlencoded") {
             return Err(Error::UnsupportedMediaType(format!(
@@ -101,6 +112,7 @@ pub async fn search_post(
             .copied()
             .collect::<Vec<_>>()
             .join("&");
+        ctx.allow_query(&query)?;
         let result = s.engine.search(&rtype, &query, ctx.handling).await?;
         bundle::searchset(&ctx, &rtype, &query, result)
     })
@@ -110,7 +122,15 @@ pub async fn search_post(
 /// GET `[base]?…`: every type, or the ones `_type` lists.
 pub async fn search_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
     ctx.run(async {
+        let types: Vec<String> = ctx
+            .query
+            .iter()
+            .filter(|(k, _)| k == "_type")
+            .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_string()))
+            .collect();
+        ctx.allow_types((!types.is_empty()).then_some(types.as_slice()), Interaction::Search)?;
         let query = ctx.criteria_query();
+        ctx.allow_query(&query)?;
         let result = s.engine.search_in(Scope::System, &query, ctx.handling).await?;
         bundle::searchset(&ctx, "", &query, result)
     })
@@ -147,13 +167,18 @@ fn everything_query(ctx: &Ctx) -> Result<String> {
 /// POST `[base]/$reindex` (as HAPI names it): recompute every resource's index rows, e.g. after
 /// creating a SearchParameter. Runs to completion before answering.
 pub async fn reindex(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
-    ctx.run(async { reindexed(&ctx, s.engine.reindex(None).await?) }).await
+    ctx.run(async {
+        ctx.allow_system(&[Interaction::Update])?;
+        reindexed(&ctx, s.engine.reindex(None).await?)
+    })
+    .await
 }
 
 /// POST `[base]/Type/$reindex`: the same for one type.
 pub async fn reindex_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
+        ctx.allow(&rtype, Interaction::Update)?;
         reindexed(&ctx, s.engine.reindex(Some(&rtype)).await?)
     })
     .await

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authz;
 mod cli;
 mod cli_auth;
 mod common_params;

@@ -18,6 +18,8 @@ pub enum Backend {
 /// A running server and a client pointed at it.
 pub struct Srv {
     pub base: String,
+    /// The server's shared state (its engine, its signing keys when authorization is on).
+    pub state: Arc<hearth::api::AppState>,
     pub client: reqwest::Client,
     _dir: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -57,6 +59,7 @@ impl Srv {
         let mut config = Config { database: db.url.clone(), ..Config::default() };
         tweak(&mut config);
         let state = hearth::server::state(&config).await.expect("server state");
+        let shared = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -68,6 +71,7 @@ impl Srv {
             .expect("serve");
         });
         Srv {
+            state: shared,
             base: format!("http://{addr}/fhir"),
             client: reqwest::Client::new(),
             _dir: db.dir.clone(),
