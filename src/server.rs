@@ -33,6 +33,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         requires_access_token: config.auth != crate::config::AuthMode::None,
         max_upload_bytes: config.bulk_max_upload_bytes,
         keys,
+        tokens: Default::default(),
     }))
 }
 

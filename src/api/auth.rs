@@ -68,20 +68,56 @@ pub async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, nex
     let Some(token) = token else {
         return respond::error(out, Error::Unauthorized(String::new()));
     };
-    let claims = match crate::auth::token::verify(keys, &token, &issuer, &base) {
-        Ok(c) => c,
-        Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
+    let principal = match s.tokens.get(&base, &token) {
+        Some(p) => p,
+        None => {
+            let claims = match crate::auth::token::verify(keys, &token, &issuer, &base) {
+                Ok(c) => c,
+                Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
+            };
+            let grant = match claims.grant() {
+                Ok(g) => g,
+                Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
+            };
+            let exp = claims.exp;
+            let p = Arc::new(Principal { client_id: claims.client_id, subject: claims.sub, grant });
+            s.tokens.put(&base, token, p.clone(), exp);
+            p
+        }
     };
-    let grant = match claims.grant() {
-        Ok(g) => g,
-        Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
-    };
-    req.extensions_mut().insert(Arc::new(Principal {
-        client_id: claims.client_id,
-        subject: claims.sub,
-        grant,
-    }));
+    req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Tokens verified recently, so that a client's every request does not pay for an ECDSA
+/// verification (measured: reads with a token fell to 13 % of their rate without one). Keyed by
+/// the base URL the token was checked against as well, since the audience depends on it; an
+/// entry is used only until the token's `exp`.
+#[derive(Default)]
+pub struct TokenCache {
+    inner: std::sync::Mutex<std::collections::HashMap<CacheKey, (Arc<Principal>, i64)>>,
+}
+
+/// (base URL, token).
+type CacheKey = (String, String);
+
+/// Entries kept before the cache starts over.
+const TOKEN_CACHE_SIZE: usize = 10_000;
+
+impl TokenCache {
+    fn get(&self, base: &str, token: &str) -> Option<Arc<Principal>> {
+        let now = crate::resource::instant::now_ms() / 1000;
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(base.to_string(), token.to_string())).filter(|(_, exp)| *exp > now).map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, base: &str, token: String, principal: Arc<Principal>, exp: i64) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= TOKEN_CACHE_SIZE {
+            map.clear();
+        }
+        map.insert((base.to_string(), token), (principal, exp));
+    }
 }
 
 fn name(i: Interaction) -> &'static str {

@@ -2,7 +2,7 @@
 //! Handlers parse HTTP into engine calls and engine results into FHIR responses; all FHIR rules
 //! live in the engine and below.
 
-mod auth;
+pub mod auth;
 mod bulk;
 mod bundle;
 mod capability;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// The token signing keys when authorization is on (`auth = "smart"`); `None` allows all.
     pub keys: Option<crate::auth::keys::Keys>,
+    /// Tokens verified recently.
+    pub tokens: auth::TokenCache,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

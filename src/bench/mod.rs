@@ -164,6 +164,7 @@ impl Report {
                 "read" => "bare axum handler, same bytes from memory",
                 "create" => "raw sqlx INSERT of the same bytes",
                 "tx1000" => "1000 raw INSERTs in one transaction (1 client; req = one Bundle)",
+                "read+token" => "the read series above, without authorization",
                 _ => "raw sqlx UPDATE of the same bytes",
             };
             println!(
@@ -186,7 +187,58 @@ pub async fn run(opts: &Options) -> Result<Report> {
         let name = if db.starts_with("sqlite") { "sqlite" } else { "postgres" };
         rows.extend(run_one(opts, name, db).await?);
     }
+    // The cost of authorization: the same reads with a bearer token to verify, beside the
+    // SQLite reads above (the baseline column of this row is that series).
+    let plain = rows.iter().find(|r| r.0 == "sqlite" && r.1 == "read").map(|r| r.2.clone());
+    if let Some(plain) = plain {
+        rows.push(("sqlite".into(), "read+token", token_reads(opts).await?, plain));
+    }
     Ok(Report { rows })
+}
+
+/// Reads with `auth = "smart"` on a fresh SQLite database of 200 patients, each request
+/// carrying a `user/*.rs` token.
+async fn token_reads(opts: &Options) -> Result<Series> {
+    let dir = std::env::temp_dir().join(format!("hearth-bench-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(e.to_string()))?;
+    let database = format!("sqlite://{}", dir.join("auth.db").display());
+    let config = Config { database, auth: crate::config::AuthMode::Smart, ..Config::default() };
+    let state = crate::server::state(&config).await?;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        ids.push(state.engine.create("Patient", sample_patient(i), None).await?.version.id);
+    }
+    let server = Running::start(&state).await?;
+    let keys = state.keys.as_ref().ok_or_else(|| Error::Internal("auth is on".into()))?;
+    let issuer = format!("{}/auth", server.base.trim_end_matches("/fhir"));
+    let request = crate::auth::token::Request {
+        issuer: &issuer,
+        audience: &server.base,
+        client_id: "bench",
+        subject: "bench",
+        scope: "user/*.rs",
+        patient: None,
+        fhir_user: None,
+        lifetime_seconds: 3600,
+    };
+    let token = Arc::new(crate::auth::token::mint(keys, &request)?.0);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build().map_err(http_err)?;
+    let (b, ids) = (server.base.clone(), Arc::new(ids));
+    let series = drive(opts.clients, opts.duration, move |w, n| {
+        let (c, b, i, t) = (client.clone(), b.clone(), ids.clone(), token.clone());
+        async move {
+            let id = &i[(w * 31 + n) % i.len()];
+            let r =
+                c.get(format!("{b}/Patient/{id}")).bearer_auth(t.as_str()).send().await.map_err(http_err)?;
+            check(r.status(), 200, "read with a token")?;
+            r.bytes().await.map_err(http_err)?;
+            Ok(())
+        }
+    })
+    .await?;
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(series)
 }
 
 async fn run_one(
