@@ -33,3 +33,11 @@ CREATE TABLE auth_user (
     locked_until   BIGINT,
     created        BIGINT  NOT NULL
 );
+
+-- Client assertion ids seen (private_key_jwt): a `jti` is accepted once until its `exp`.
+CREATE TABLE auth_jti (
+    client_id  TEXT    NOT NULL,
+    jti        TEXT    NOT NULL,
+    exp        BIGINT  NOT NULL, -- seconds since the Unix epoch
+    PRIMARY KEY (client_id, jti)
+);

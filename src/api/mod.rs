@@ -7,6 +7,7 @@ mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
+mod oauth;
 mod request;
 mod respond;
 mod rest;
@@ -74,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/auth/token", post(oauth::token))
+        .route("/auth/jwks", get(oauth::jwks))
         .route(
             "/fhir/",
             get(search::search_system)

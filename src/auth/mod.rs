@@ -4,6 +4,7 @@
 //! `--auth none` is still the only mode.
 
 pub mod accounts;
+pub mod client_auth;
 pub mod keys;
 pub mod scope;
 pub mod token;

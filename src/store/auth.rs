@@ -200,3 +200,23 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Records a client assertion's `jti`; false if it was seen before (a replay). Expired
+    /// entries are removed on the way.
+    pub async fn use_jti(&self, client_id: &str, jti: &str, exp: i64, now: i64) -> Result<bool> {
+        let purge = "DELETE FROM auth_jti WHERE exp < $1";
+        let insert = "INSERT INTO auth_jti (client_id, jti, exp) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        let n = match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlx::query(purge).bind(now).execute(writer).await?;
+                sqlx::query(insert).bind(client_id).bind(jti).bind(exp).execute(writer).await?.rows_affected()
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query(purge).bind(now).execute(pool).await?;
+                sqlx::query(insert).bind(client_id).bind(jti).bind(exp).execute(pool).await?.rows_affected()
+            }
+        };
+        Ok(n == 1)
+    }
+}

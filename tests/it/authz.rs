@@ -280,3 +280,92 @@ async fn bundles_are_checked_entry_by_entry() {
     assert_eq!(b["entry"][1]["response"]["status"].as_str().unwrap().split(' ').next(), Some("403"));
     srv.stop().await;
 }
+
+/// SMART Backend Services: `client_credentials` with a client secret (HTTP Basic) or a signed
+/// client assertion (ES384), then the token used on the FHIR API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_services_get_tokens_at_the_token_endpoint() {
+    use hearth::auth::accounts::{Credential, add_client};
+    use p384::pkcs8::EncodePrivateKey;
+
+    let srv = start(Backend::Sqlite).await;
+    let store = &srv.state.engine.store;
+    let root = srv.base.trim_end_matches("/fhir").to_string();
+    let token_url = format!("{root}/auth/token");
+    add_client(store, "svc", Credential::Secret("a-long-enough-secret".into()), &[], "system/*.rs")
+        .await
+        .unwrap();
+    let post = |form: Vec<(&'static str, String)>, basic: Option<(&'static str, &'static str)>| {
+        let mut req = srv.client.post(&token_url).form(&form);
+        if let Some((u, p)) = basic {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+    };
+    let grant =
+        |scope: &str| vec![("grant_type", "client_credentials".to_string()), ("scope", scope.to_string())];
+
+    let resp = post(grant("system/Patient.rs"), Some(("svc", "a-long-enough-secret"))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body = json(resp).await;
+    assert_eq!((body["token_type"].as_str(), body["expires_in"].as_i64()), (Some("bearer"), Some(3600)));
+    let access = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(send(&srv, Some(&access), Method::GET, "Patient/p1", None).await.0, 200);
+    assert_eq!(send(&srv, Some(&access), Method::GET, "Observation/o1", None).await.0, 403);
+
+    for (form, basic, status, error) in [
+        (grant("system/Patient.rs"), Some(("svc", "wrong-secret-000000")), 401, "invalid_client"),
+        (grant("system/Patient.rs"), None, 401, "invalid_client"),
+        (grant("system/*.cruds"), Some(("svc", "a-long-enough-secret")), 400, "invalid_scope"),
+        (grant("user/*.rs"), Some(("svc", "a-long-enough-secret")), 400, "invalid_scope"),
+        (
+            vec![("grant_type", "password".to_string())],
+            Some(("svc", "a-long-enough-secret")),
+            400,
+            "unsupported_grant_type",
+        ),
+    ] {
+        let resp = post(form, basic).await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(json(resp).await["error"], error);
+    }
+
+    // private_key_jwt with ES384: the client's key pair made here, its public half registered.
+    let key = p384::ecdsa::SigningKey::random(&mut p384::elliptic_curve::rand_core::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "alg": "ES384",
+        "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]});
+    add_client(store, "bulk", Credential::Jwks(jwks.to_string()), &[], "system/*.rs").await.unwrap();
+    let der = key.to_pkcs8_der().unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+    let assertion = |jti: &str, aud: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some("k1".into());
+        let now = hearth::resource::instant::now_ms() / 1000;
+        let claims = json!({"iss": "bulk", "sub": "bulk", "aud": aud, "exp": now + 240, "jti": jti});
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+    };
+    let with_assertion = |a: String| {
+        let mut form = grant("system/*.rs");
+        form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+        form.push(("client_assertion", a));
+        form
+    };
+    let resp = post(with_assertion(assertion("j1", &token_url)), None).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let access = json(resp).await["access_token"].as_str().unwrap().to_string();
+    assert_eq!(send(&srv, Some(&access), Method::GET, "Observation/o1", None).await.0, 200);
+    // The same jti again is a replay; another audience is refused.
+    let resp = post(with_assertion(assertion("j1", &token_url)), None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = post(with_assertion(assertion("j2", "http://elsewhere/auth/token")), None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // The server's public keys.
+    let keys = json(srv.client.get(format!("{root}/auth/jwks")).send().await.unwrap()).await;
+    assert_eq!(keys["keys"][0]["alg"], "ES256");
+    assert!(keys["keys"][0].get("d").is_none(), "no private part");
+    srv.stop().await;
+}
