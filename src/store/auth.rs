@@ -1,6 +1,6 @@
 //! The authorization server's tables (`auth_key`).
 
-use super::{Backend, Store, on_backend};
+use super::{Store, on_backend, on_writer};
 use crate::error::Result;
 
 /// A stored signing key.
@@ -36,42 +36,25 @@ impl Store {
     pub async fn add_key(&self, key: &StoredKey) -> Result<()> {
         let sql = "INSERT INTO auth_key (kid, alg, private_der, public_jwk, created) VALUES ($1, $2, $3, $4, $5) \
                    ON CONFLICT (kid) DO NOTHING";
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::query(sql)
-                    .bind(&key.kid)
-                    .bind(&key.alg)
-                    .bind(&key.private_der)
-                    .bind(&key.public_jwk)
-                    .bind(key.created)
-                    .execute(writer)
-                    .await?;
-            }
-            Backend::Postgres(pool) => {
-                sqlx::query(sql)
-                    .bind(&key.kid)
-                    .bind(&key.alg)
-                    .bind(&key.private_der)
-                    .bind(&key.public_jwk)
-                    .bind(key.created)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        on_writer!(self, pool => {
+            sqlx::query(sql)
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_der)
+                .bind(&key.public_jwk)
+                .bind(key.created)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Retires every key created before `before`: they neither sign nor verify any more.
     pub async fn retire_keys(&self, before: i64, now: i64) -> Result<u64> {
         let sql = "UPDATE auth_key SET retired = $1 WHERE retired IS NULL AND created < $2";
-        let n = match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::query(sql).bind(now).bind(before).execute(writer).await?.rows_affected()
-            }
-            Backend::Postgres(pool) => {
-                sqlx::query(sql).bind(now).bind(before).execute(pool).await?.rows_affected()
-            }
-        };
+        let n = on_writer!(self, pool => {
+            sqlx::query(sql).bind(now).bind(before).execute(pool).await?.rows_affected()
+        });
         Ok(n)
     }
 }
@@ -117,19 +100,7 @@ impl Store {
             "INSERT INTO auth_client ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_id) DO NOTHING"
         );
         let uris = serde_json::to_string(&c.redirect_uris).unwrap_or_else(|_| "[]".into());
-        let n = match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&c.client_id)
-                .bind(&c.kind)
-                .bind(&c.secret_hash)
-                .bind(&c.jwks)
-                .bind(uris)
-                .bind(&c.scopes)
-                .bind(c.created)
-                .execute(writer)
-                .await?
-                .rows_affected(),
-            Backend::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
+        let n = on_writer!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&c.client_id)
                 .bind(&c.kind)
                 .bind(&c.secret_hash)
@@ -139,8 +110,7 @@ impl Store {
                 .bind(c.created)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(n == 1)
     }
 
@@ -161,18 +131,7 @@ impl Store {
     pub async fn add_user(&self, u: &User) -> Result<bool> {
         let sql = "INSERT INTO auth_user (username, password_hash, totp_secret, fhir_user, role, created) \
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING";
-        let n = match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlx::query(sql)
-                .bind(&u.username)
-                .bind(&u.password_hash)
-                .bind(&u.totp_secret)
-                .bind(&u.fhir_user)
-                .bind(&u.role)
-                .bind(u.created)
-                .execute(writer)
-                .await?
-                .rows_affected(),
-            Backend::Postgres(pool) => sqlx::query(sql)
+        let n = on_writer!(self, pool => sqlx::query(sql)
                 .bind(&u.username)
                 .bind(&u.password_hash)
                 .bind(&u.totp_secret)
@@ -181,8 +140,7 @@ impl Store {
                 .bind(u.created)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-        };
+                .rows_affected());
         Ok(n == 1)
     }
 
@@ -207,16 +165,10 @@ impl Store {
     pub async fn use_jti(&self, client_id: &str, jti: &str, exp: i64, now: i64) -> Result<bool> {
         let purge = "DELETE FROM auth_jti WHERE exp < $1";
         let insert = "INSERT INTO auth_jti (client_id, jti, exp) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-        let n = match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::query(purge).bind(now).execute(writer).await?;
-                sqlx::query(insert).bind(client_id).bind(jti).bind(exp).execute(writer).await?.rows_affected()
-            }
-            Backend::Postgres(pool) => {
-                sqlx::query(purge).bind(now).execute(pool).await?;
-                sqlx::query(insert).bind(client_id).bind(jti).bind(exp).execute(pool).await?.rows_affected()
-            }
-        };
+        let n = on_writer!(self, pool => {
+            sqlx::query(purge).bind(now).execute(pool).await?;
+            sqlx::query(insert).bind(client_id).bind(jti).bind(exp).execute(pool).await?.rows_affected()
+        });
         Ok(n == 1)
     }
 }

@@ -6,18 +6,8 @@
 //! `heartbeat`; each chunk is written in the same transaction as that touch, so once a job is
 //! cancelled (its row deleted) no chunk of it can be written any more.
 
-use super::{Backend, Store, on_backend};
+use super::{Store, on_backend, on_writer};
 use crate::error::Result;
-
-/// Runs a statement on the writer (SQLite's single write connection) or the pool (PostgreSQL).
-macro_rules! on_writer {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite { writer: $pool, .. } => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
 
 #[derive(Debug, Clone)]
 pub struct Job {

@@ -292,6 +292,18 @@ macro_rules! on_backend {
 }
 pub(crate) use on_backend;
 
+/// Like [`on_backend!`] for writes outside the resource transaction: `$pool` is SQLite's single
+/// writer connection or the PostgreSQL pool.
+macro_rules! on_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { writer: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_writer;
+
 impl Store {
     /// Connects to `sqlite://PATH` or `postgres://…`, creating the SQLite file if needed, and
     /// applies the migrations.
