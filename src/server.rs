@@ -34,6 +34,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         max_upload_bytes: config.bulk_max_upload_bytes,
         keys,
         tokens: Default::default(),
+        token_limiter: Default::default(),
     }))
 }
 

@@ -7,7 +7,7 @@ mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
-mod oauth;
+pub mod oauth;
 mod request;
 mod respond;
 mod rest;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub keys: Option<crate::auth::keys::Keys>,
     /// Tokens verified recently.
     pub tokens: auth::TokenCache,
+    /// Token endpoint requests per client.
+    pub token_limiter: oauth::TokenLimiter,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -40,6 +40,55 @@ fn no_store(resp: &mut Response) {
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+/// The client a request says it is, before it is checked: what the rate limit counts by, so
+/// that guessing one client's secret is slowed whoever guesses.
+fn claimed_client(headers: &HeaderMap, form: &[(String, String)]) -> String {
+    if let Some(a) = param(form, "client_assertion") {
+        return format!("jwt:{}", client_auth::unverified_subject(a).unwrap_or_default());
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(_, b64)| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok());
+    match basic.as_deref().and_then(|b| b.split_once(':')) {
+        Some((id, _)) => format!("basic:{id}"),
+        None => "anonymous".into(),
+    }
+}
+
+/// A fixed-window limit on token requests per claimed client (per node).
+#[derive(Default)]
+pub struct TokenLimiter {
+    windows: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+/// Token requests allowed per client per window.
+const TOKEN_REQUESTS: u32 = 30;
+const WINDOW_SECONDS: i64 = 10;
+
+impl TokenLimiter {
+    /// `None` to go ahead, or the seconds to wait.
+    fn check(&self, key: &str) -> Option<i64> {
+        let now = crate::resource::instant::now_ms() / 1000;
+        let window = now - now % WINDOW_SECONDS;
+        let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (w, _)| *w == window);
+        }
+        let entry = map.entry(key.to_string()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
+        (entry.1 > TOKEN_REQUESTS).then_some(window + WINDOW_SECONDS - now)
+    }
+}
+
 fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -87,6 +136,18 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
                 "grant_type must be client_credentials",
             );
         }
+    }
+    let claimed = claimed_client(&headers, &form);
+    if let Some(wait) = s.token_limiter.check(&claimed) {
+        let mut resp = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many token requests for this client; try again later",
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
     }
     let origin = origin(&s, &headers);
     let client = match authenticate(&s, &headers, &form, &format!("{origin}/auth/token")).await {

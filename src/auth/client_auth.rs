@@ -93,7 +93,7 @@ pub async fn by_assertion(
 }
 
 /// `sub` of a JWT whose signature is not checked yet (only to find whose keys to check it with).
-fn unverified_subject(jwt: &str) -> Option<String> {
+pub fn unverified_subject(jwt: &str) -> Option<String> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes =

@@ -363,6 +363,20 @@ async fn backend_services_get_tokens_at_the_token_endpoint() {
     let resp = post(with_assertion(assertion("j2", "http://elsewhere/auth/token")), None).await.unwrap();
     assert_eq!(resp.status(), 401);
 
+    // Guessing a client's secret is slowed down: 30 requests per 10 s, then 429. (70 requests
+    // span at most two windows, so one of them sees more than 30.)
+    let mut limited = false;
+    for _ in 0..70 {
+        let resp = post(grant("system/Patient.rs"), Some(("svc", "guess-guess-guess-0"))).await.unwrap();
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+            limited = true;
+            break;
+        }
+        assert_eq!(resp.status(), 401);
+    }
+    assert!(limited, "the token endpoint is rate limited");
+
     // The server's public keys.
     let keys = json(srv.client.get(format!("{root}/auth/jwks")).send().await.unwrap()).await;
     assert_eq!(keys["keys"][0]["alg"], "ES256");
