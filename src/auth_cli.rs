@@ -109,8 +109,7 @@ async fn open(serve: &ServeArgs) -> anyhow::Result<(Config, Store)> {
 fn issuer_and_audience(config: &Config) -> (String, String) {
     let base = config.base_url.clone().unwrap_or_else(|| format!("http://{}/fhir", config.listen));
     let base = base.trim_end_matches('/').to_string();
-    let origin = base.strip_suffix("/fhir").unwrap_or(&base).to_string();
-    (format!("{origin}/auth"), base)
+    (hearth::auth::token::issuer_for(&base), base)
 }
 
 pub async fn client(args: ClientArgs) -> anyhow::Result<()> {

@@ -49,14 +49,8 @@ pub async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, nex
     if is_open(req.uri().path()) {
         return next.run(req).await;
     }
-    let base = match &s.base_url {
-        Some(b) => b.trim_end_matches('/').to_string(),
-        None => {
-            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            format!("http://{host}/fhir")
-        }
-    };
-    let issuer = format!("{}/auth", base.strip_suffix("/fhir").unwrap_or(&base));
+    let base = super::request::base_url(&s, req.headers());
+    let issuer = crate::auth::token::issuer_for(&base);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

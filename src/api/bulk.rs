@@ -66,15 +66,13 @@ pub async fn export_group(s: &Arc<AppState>, ctx: &Ctx, ctype: &str, id: &str, b
 
 async fn kickoff(s: &Arc<AppState>, ctx: &Ctx, level: ExportLevel, body: Body) -> Result<Response> {
     ctx.allow_system(&[Interaction::Read, Interaction::Search])?;
-    let prefer = ctx.header("prefer").unwrap_or_default().to_ascii_lowercase();
-    let prefs: Vec<&str> = prefer.split([',', ';']).map(str::trim).collect();
-    if !prefs.contains(&"respond-async") {
+    if !ctx.prefers("respond-async") {
         return Err(Error::invalid(
             IssueCode::Required,
             "$export runs asynchronously: send the header 'Prefer: respond-async'",
         ));
     }
-    let lenient = prefs.iter().any(|p| p.replace(' ', "") == "handling=lenient");
+    let lenient = ctx.prefers("handling=lenient");
     let mut params: Vec<(String, String)> = ctx.query.clone();
     if ctx.method == axum::http::Method::POST {
         params.extend(parameters(&body_resource(s, ctx, body).await?)?);
@@ -244,8 +242,7 @@ pub async fn output_file(
 pub async fn import(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Response {
     ctx.run(async {
         ctx.allow_system(&[Interaction::Create, Interaction::Update])?;
-        let prefer = ctx.header("prefer").unwrap_or_default().to_ascii_lowercase();
-        if !prefer.split([',', ';']).any(|p| p.trim() == "respond-async") {
+        if !ctx.prefers("respond-async") {
             return Err(Error::invalid(
                 IssueCode::Required,
                 "$import runs asynchronously: send the header 'Prefer: respond-async'",

@@ -93,20 +93,6 @@ fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// `https://host` of this server, from the configured base URL or the Host header.
-fn origin(s: &AppState, headers: &HeaderMap) -> String {
-    match &s.base_url {
-        Some(b) => {
-            let b = b.trim_end_matches('/');
-            b.strip_suffix("/fhir").unwrap_or(b).to_string()
-        }
-        None => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    }
-}
-
 /// `GET /auth/jwks`: the public keys that verify this server's tokens.
 pub async fn jwks(State(s): State<Arc<AppState>>) -> Response {
     match &s.keys {
@@ -149,8 +135,9 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         }
         return resp;
     }
-    let origin = origin(&s, &headers);
-    let client = match authenticate(&s, &headers, &form, &format!("{origin}/auth/token")).await {
+    let base = super::request::base_url(&s, &headers);
+    let issuer = token::issuer_for(&base);
+    let client = match authenticate(&s, &headers, &form, &format!("{issuer}/token")).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &e.0),
         Err(e) => {
@@ -176,10 +163,9 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     if let Err(e) = allowed.covers(&requested) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e);
     }
-    let (issuer, audience) = (format!("{origin}/auth"), format!("{origin}/fhir"));
     let request = token::Request {
         issuer: &issuer,
-        audience: &audience,
+        audience: &base,
         client_id: &client.client_id,
         subject: &client.client_id,
         scope,

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub base: String,
     pub prefer_return: Return,
     pub handling: Handling,
+    /// The `Prefer` tokens, lower-cased, without spaces (`respond-async`, `handling=lenient`).
+    prefer: Vec<String>,
     /// The verified caller, when authorization is on.
     pub principal: Option<Arc<Principal>>,
 }
@@ -52,14 +54,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             Ok(out) => (out, None),
             Err(e) => (Output::default(), Some(e)),
         };
-        let base = match &state.base_url {
-            Some(b) => b.trim_end_matches('/').to_string(),
-            None => {
-                let host =
-                    parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-                format!("http://{host}/fhir")
-            }
-        };
+        let base = base_url(state, &parts.headers);
         let prefer = parts.headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let prefs: Vec<String> =
             prefer.split([',', ';']).map(|p| p.trim().replace(' ', "").to_ascii_lowercase()).collect();
@@ -84,6 +79,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             prefer_return,
             handling,
             principal: parts.extensions.get::<Arc<Principal>>().cloned(),
+            prefer: prefs,
         })
     }
 }
@@ -122,6 +118,11 @@ impl Ctx {
         auth::allow_system(self.principal.as_deref(), interactions)
     }
 
+    /// Whether `Prefer` holds `token` (lower case, no spaces).
+    pub fn prefers(&self, token: &str) -> bool {
+        self.prefer.iter().any(|p| p == token)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -140,6 +141,18 @@ impl Ctx {
 }
 
 pub use crate::resource::parse_etag;
+
+/// The absolute FHIR base (`…/fhir`) links and token audiences use: configured, or from the
+/// Host header.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    match &state.base_url {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}/fhir")
+        }
+    }
+}
 
 /// Reads the body up to the configured limit (413 beyond it).
 pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes> {

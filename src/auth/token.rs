@@ -53,6 +53,12 @@ impl AccessClaims {
     }
 }
 
+/// The issuer of this server's tokens for a FHIR base URL: `https://host/fhir` → `https://host/auth`.
+pub fn issuer_for(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    format!("{}/auth", base.strip_suffix("/fhir").unwrap_or(base))
+}
+
 /// Mints a signed access token.
 pub fn mint(keys: &Keys, r: &Request<'_>) -> Result<(String, AccessClaims)> {
     let now = now_ms() / 1000;

@@ -210,7 +210,7 @@ async fn token_reads(opts: &Options) -> Result<Series> {
     }
     let server = Running::start(&state).await?;
     let keys = state.keys.as_ref().ok_or_else(|| Error::Internal("auth is on".into()))?;
-    let issuer = format!("{}/auth", server.base.trim_end_matches("/fhir"));
+    let issuer = crate::auth::token::issuer_for(&server.base);
     let request = crate::auth::token::Request {
         issuer: &issuer,
         audience: &server.base,

@@ -212,14 +212,14 @@ impl<'a> Loader<'a> {
         self.rejected.extend(rejected);
         match self.engine.write_prepared(&ready).await {
             Ok(written) => {
-                self.unchanged += ready.len() - written.len();
+                self.unchanged += ready.len() - written;
                 ready.iter().for_each(|p| self.count(&p.rtype));
             }
             Err(Error::Invalid(_)) => {
                 for p in ready {
                     match self.engine.write_prepared(std::slice::from_ref(&p)).await {
                         Ok(written) => {
-                            self.unchanged += usize::from(written.is_empty());
+                            self.unchanged += usize::from(written == 0);
                             self.count(&p.rtype)
                         }
                         Err(e @ Error::Invalid(_)) => self.reject(p.origin, e.to_string(), p.value),

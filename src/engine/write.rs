@@ -77,14 +77,15 @@ impl Engine {
             })?;
             prepared.push(p);
         }
-        Ok(self.write_prepared(&prepared).await?.len())
+        self.write_prepared(&prepared).await
     }
 
-    /// Writes prepared resources (ids given, update-as-create) in one transaction.
-    pub async fn write_prepared(&self, items: &[Prepared]) -> Result<Vec<Version>> {
+    /// Writes prepared resources (ids given, update-as-create) in one transaction. Returns how
+    /// many were written: a resource stored already with the same content is not.
+    pub async fn write_prepared(&self, items: &[Prepared]) -> Result<usize> {
         let mut seen = std::collections::HashSet::with_capacity(items.len());
         let unique = items.iter().all(|p| seen.insert((p.rtype.as_str(), p.id.as_str())));
-        let versions = if unique {
+        let (written, versions) = if unique {
             self.retry(|| self.write_batch(items)).await?
         } else {
             // The same resource twice: each write must see the one before it.
@@ -96,7 +97,7 @@ impl Engine {
                     written.push(self.put(&mut tx, &p.rtype, &p.id, current, p.value.clone(), "PUT").await?);
                 }
                 tx.commit().await?;
-                Ok(written)
+                Ok((written.len(), written))
             })
             .await?
         };
@@ -106,12 +107,13 @@ impl Engine {
                 tracing::warn!("{}/{} was imported but is not active: {e}", v.rtype, v.id);
             }
         }
-        Ok(versions)
+        Ok(written)
     }
 
     /// One transaction writing distinct resources with few statements (see `store::many`).
-    /// Resources that exist already are stamped again as their next version.
-    async fn write_batch(&self, items: &[Prepared]) -> Result<Vec<Version>> {
+    /// Resources that exist already are stamped again as their next version. Returns how many
+    /// were written, and the versions of SearchParameters among them (to activate).
+    async fn write_batch(&self, items: &[Prepared]) -> Result<(usize, Vec<Version>)> {
         let mut tx = self.store.begin().await?;
         let keys: Vec<(&str, &str)> = items.iter().map(|p| (p.rtype.as_str(), p.id.as_str())).collect();
         let current = tx.current_many(&keys).await?;
@@ -166,8 +168,9 @@ impl Engine {
             .collect();
         tx.write_many(&self.store, &rows).await?;
         tx.commit().await?;
-        Ok(rows
+        let params = rows
             .iter()
+            .filter(|r| r.rtype == "SearchParameter")
             .map(|r| Version {
                 rtype: r.rtype.to_string(),
                 id: r.id.to_string(),
@@ -177,7 +180,8 @@ impl Engine {
                 method: "PUT".into(),
                 body: r.body.to_vec(),
             })
-            .collect())
+            .collect();
+        Ok((rows.len(), params))
     }
 
     /// PUT `Type/id`: update, or create with the client's id when it does not exist yet.

@@ -35,7 +35,7 @@ async fn start(backend: Backend) -> Srv {
 /// A token from the server's own keys, for its base URL.
 fn token(srv: &Srv, scopes: &str, patient: Option<&str>) -> String {
     let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = format!("{}/auth", srv.base.trim_end_matches("/fhir"));
+    let issuer = hearth::auth::token::issuer_for(&srv.base);
     let request = hearth::auth::token::Request {
         issuer: &issuer,
         audience: &srv.base,
@@ -235,7 +235,7 @@ async fn missing_bad_and_expired_tokens_get_401() {
     assert!(challenge.starts_with("Bearer realm=\"hearth\", error=\"invalid_token\""), "{challenge}");
     // Expired, and minted for another server's audience.
     let keys = srv.state.keys.as_ref().unwrap();
-    let issuer = format!("{}/auth", srv.base.trim_end_matches("/fhir"));
+    let issuer = hearth::auth::token::issuer_for(&srv.base);
     for (audience, lifetime) in [(srv.base.as_str(), -120), ("http://elsewhere/fhir", 300)] {
         let request = hearth::auth::token::Request {
             issuer: &issuer,

@@ -182,13 +182,9 @@ impl Engine {
         let finished = match ran {
             Ok(Ran::Complete) => self.store.finish_job(&job.id, claim.owner, "complete", None, now).await,
             Ok(Ran::Stopped) => self.store.finish_job(&job.id, claim.owner, "queued", None, now).await,
-            Ok(Ran::Lost) => {
-                // Cancelled: chunks written before the cancel are gone with the job; make sure.
-                if self.store.job(&job.id).await.ok().flatten().is_none() {
-                    let _ = self.store.delete_job(&job.id).await;
-                }
-                Ok(true)
-            }
+            // Cancelled (the job and its files went in one transaction, and no chunk can follow:
+            // see `store::bulk`) or taken over by another node: nothing left to do here.
+            Ok(Ran::Lost) => Ok(true),
             Err(e) => {
                 tracing::warn!(job = %job.id, "bulk job failed: {e}");
                 let issues: Vec<serde_json::Value> = e.issues().iter().map(Issue::to_json).collect();
