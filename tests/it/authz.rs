@@ -216,7 +216,13 @@ async fn scope_matrix_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bad_and_expired_tokens_get_401() {
-    let srv = start(Backend::Sqlite).await;
+    for backend in crate::export::backends() {
+        missing_bad_and_expired_tokens_get_401_on(backend).await;
+    }
+}
+
+async fn missing_bad_and_expired_tokens_get_401_on(backend: Backend) {
+    let srv = start(backend).await;
     for path in ["Patient/p1", "Patient", "", "_history", "$export", "Patient/p1/$everything"] {
         let resp = srv.req(Method::GET, path).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");
@@ -258,7 +264,13 @@ async fn missing_bad_and_expired_tokens_get_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_are_checked_entry_by_entry() {
-    let srv = start(Backend::Sqlite).await;
+    for backend in crate::export::backends() {
+        bundles_are_checked_entry_by_entry_on(backend).await;
+    }
+}
+
+async fn bundles_are_checked_entry_by_entry_on(backend: Backend) {
+    let srv = start(backend).await;
     let t = token(&srv, "user/Patient.cruds", None);
     let entry = |rtype: &str| {
         json!({"resource": {"resourceType": rtype, "status": "final", "code": {"text": "x"}},
@@ -285,10 +297,16 @@ async fn bundles_are_checked_entry_by_entry() {
 /// client assertion (ES384), then the token used on the FHIR API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_services_get_tokens_at_the_token_endpoint() {
+    for backend in crate::export::backends() {
+        backend_services_get_tokens_at_the_token_endpoint_on(backend).await;
+    }
+}
+
+async fn backend_services_get_tokens_at_the_token_endpoint_on(backend: Backend) {
     use hearth::auth::accounts::{Credential, add_client};
     use p384::pkcs8::EncodePrivateKey;
 
-    let srv = start(Backend::Sqlite).await;
+    let srv = start(backend).await;
     let store = &srv.state.engine.store;
     let root = srv.base.trim_end_matches("/fhir").to_string();
     let token_url = format!("{root}/auth/token");
