@@ -1,118 +1,14 @@
-//! Authorization at the HTTP door (`auth = "smart"`): the bearer token is checked before any
-//! handler runs, and each handler asks the caller's grant before it calls the engine.
+//! Authorization (`auth = "smart"`): each handler asks the caller's grant (see `authn.rs` for
+//! how the caller is known) before it calls the engine.
 //!
 //! Being built (issue 6): `user/` and `system/` scopes are enforced per resource type and
 //! interaction. `patient/` scopes and v2 query restrictions are refused with 403 until their
 //! confinement (compartment, query) is enforced: a scope that cannot be enforced is never
 //! treated as granted.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use super::{AppState, respond};
-use crate::auth::{Context, Grant, Interaction};
+pub use super::authn::Principal;
+use crate::auth::{Context, Interaction};
 use crate::error::{Error, Result};
-
-/// Who is asking, from a verified access token.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub client_id: String,
-    pub subject: String,
-    pub grant: Grant,
-}
-
-/// `WWW-Authenticate` for a 401 (RFC 6750 §3).
-pub fn challenge(why: &str) -> HeaderValue {
-    let value = if why.is_empty() {
-        "Bearer realm=\"hearth\"".to_string()
-    } else {
-        let clean: String = why.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
-        format!("Bearer realm=\"hearth\", error=\"invalid_token\", error_description=\"{clean}\"")
-    };
-    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer realm=\"hearth\""))
-}
-
-/// Paths anyone may read: what a client needs to find out how to authorize.
-/// (Inside the `/fhir` router the prefix is already gone.)
-fn is_open(path: &str) -> bool {
-    let path = path.strip_prefix("/fhir").unwrap_or(path);
-    matches!(path, "/metadata" | "/.well-known/smart-configuration")
-}
-
-/// Checks the bearer token of every FHIR request (when authorization is on).
-pub async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let Some(keys) = &s.keys else { return next.run(req).await };
-    if is_open(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let base = super::request::base_url(&s, req.headers());
-    let issuer = crate::auth::token::issuer_for(&base);
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let out = super::format::Output::default();
-    let Some(token) = token else {
-        return respond::error(out, Error::Unauthorized(String::new()));
-    };
-    let principal = match s.tokens.get(&base, &token) {
-        Some(p) => p,
-        None => {
-            let claims = match crate::auth::token::verify(keys, &token, &issuer, &base) {
-                Ok(c) => c,
-                Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
-            };
-            let grant = match claims.grant() {
-                Ok(g) => g,
-                Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
-            };
-            let exp = claims.exp;
-            let p = Arc::new(Principal { client_id: claims.client_id, subject: claims.sub, grant });
-            s.tokens.put(&base, token, p.clone(), exp);
-            p
-        }
-    };
-    req.extensions_mut().insert(principal);
-    next.run(req).await
-}
-
-/// Tokens verified recently, so that a client's every request does not pay for an ECDSA
-/// verification (measured: reads with a token fell to 13 % of their rate without one). Keyed by
-/// the base URL the token was checked against as well, since the audience depends on it; an
-/// entry is used only until the token's `exp`.
-#[derive(Default)]
-pub struct TokenCache {
-    inner: std::sync::Mutex<std::collections::HashMap<CacheKey, (Arc<Principal>, i64)>>,
-}
-
-/// (base URL, token).
-type CacheKey = (String, String);
-
-/// Entries kept before the cache starts over.
-const TOKEN_CACHE_SIZE: usize = 10_000;
-
-impl TokenCache {
-    fn get(&self, base: &str, token: &str) -> Option<Arc<Principal>> {
-        let now = crate::resource::instant::now_ms() / 1000;
-        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(base.to_string(), token.to_string())).filter(|(_, exp)| *exp > now).map(|(p, _)| p.clone())
-    }
-
-    fn put(&self, base: &str, token: String, principal: Arc<Principal>, exp: i64) {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= TOKEN_CACHE_SIZE {
-            map.clear();
-        }
-        map.insert((base.to_string(), token), (principal, exp));
-    }
-}
 
 fn name(i: Interaction) -> &'static str {
     match i {

@@ -3,6 +3,7 @@
 //! live in the engine and below.
 
 pub mod auth;
+pub mod authn;
 mod bulk;
 mod bundle;
 mod capability;
@@ -40,7 +41,7 @@ pub struct AppState {
     /// The token signing keys when authorization is on (`auth = "smart"`); `None` allows all.
     pub keys: Option<crate::auth::keys::Keys>,
     /// Tokens verified recently.
-    pub tokens: auth::TokenCache,
+    pub tokens: authn::TokenCache,
     /// Token endpoint requests per client.
     pub token_limiter: oauth::TokenLimiter,
 }
@@ -73,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment).post(search::compartment_post))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -83,7 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/fhir/",
             get(search::search_system)
                 .post(rest::system_post)
-                .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token)),
+                .layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_token)),
         )
         .nest("/fhir", fhir)
         .fallback(not_found)

@@ -61,7 +61,7 @@ pub fn error(out: Output, err: Error) -> Response {
     };
     let mut resp = with_body(status, out, bytes);
     if let Error::Unauthorized(why) = &err {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, super::auth::challenge(why));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, super::authn::challenge(why));
     }
     resp
 }
