@@ -10,9 +10,8 @@ use serde::Deserialize;
 pub enum AuthMode {
     /// No authorization: every request is allowed. For local development and tests.
     None,
-    /// SMART on FHIR with this server's own tokens (`hearth token`), being built: `user/` and
-    /// `system/` scopes are enforced per type; `patient/` and query-restricted scopes are
-    /// refused with 403 until their confinement lands.
+    /// SMART on FHIR with this server's own tokens: scopes enforced per type and interaction,
+    /// `patient/` scopes confined to the patient's compartment, v2 query restrictions applied.
     Smart,
 }
 

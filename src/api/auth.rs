@@ -1,13 +1,19 @@
 //! Authorization (`auth = "smart"`): each handler asks the caller's grant (see `authn.rs` for
 //! how the caller is known) before it calls the engine.
 //!
-//! Being built (issue 6): `user/` and `system/` scopes are enforced per resource type and
-//! interaction. `patient/` scopes and v2 query restrictions are refused with 403 until their
-//! confinement (compartment, query) is enforced: a scope that cannot be enforced is never
-//! treated as granted.
+//! Two questions, in this order: `allow` — may the caller do this interaction on this type at
+//! all (else 403); and `reach` — how much of the type (all, or only what lies inside a patient's
+//! compartment, a care team's patients or a v2 query). Searches hand the reach to the engine as
+//! a [`See`]; reads and writes of one resource check it and answer 404 for what lies outside,
+//! so a confined token cannot learn that a resource exists. What cannot be confined
+//! (conditional writes, history across resources, Bundle entries, chains into confined types)
+//! needs a grant that reaches the whole type (`unconfined`).
+
+use std::sync::Arc;
 
 pub use super::authn::Principal;
-use crate::auth::{Context, Interaction};
+use crate::auth::{Context, Interaction, Reach};
+use crate::engine::See;
 use crate::error::{Error, Result};
 
 fn name(i: Interaction) -> &'static str {
@@ -20,22 +26,52 @@ fn name(i: Interaction) -> &'static str {
     }
 }
 
-/// Whether `principal` (none: authorization is off) may do `interaction` on `rtype`.
+/// Whether `principal` (none: authorization is off) may do `interaction` on `rtype` at all.
+/// Confined grants pass here and are narrowed by [`reach`] where the data is touched.
 pub fn allow(principal: Option<&Principal>, rtype: &str, interaction: Interaction) -> Result<()> {
     let Some(p) = principal else { return Ok(()) };
-    let rules: Vec<_> = p.grant.rules_for(rtype, interaction).collect();
-    if rules.is_empty() {
+    if p.grant.rules_for(rtype, interaction).next().is_none() {
         return Err(Error::Forbidden(format!(
             "the access token's scopes do not allow {} on {rtype}",
             name(interaction)
         )));
     }
-    if rules.iter().any(|r| r.context != Context::Patient && r.query.is_none()) {
+    Ok(())
+}
+
+/// How far `interaction` on `rtype` reaches for `principal` (all of it without authorization).
+pub fn reach(principal: Option<&Principal>, rtype: &str, interaction: Interaction) -> Reach {
+    match principal {
+        None => Reach::All,
+        Some(p) => p.grant.reach(rtype, interaction, p.panel.as_deref()),
+    }
+}
+
+/// The confinements of `principal` for the engine's searches; `None` when nothing is confined.
+pub fn see(principal: Option<&Arc<Principal>>) -> Option<Arc<See>> {
+    let p = principal?.clone();
+    if !p.grant.rules.iter().any(|r| r.context == Context::Patient || r.query.is_some()) && p.panel.is_none()
+    {
+        return None;
+    }
+    Some(Arc::new(move |rtype: &str, i: Interaction| reach(Some(&p), rtype, i)))
+}
+
+/// Interactions that cannot be confined (conditional writes, history across resources, Bundle
+/// entries) need a grant that reaches the whole type.
+pub fn unconfined(
+    principal: Option<&Principal>,
+    rtype: &str,
+    interaction: Interaction,
+    what: &str,
+) -> Result<()> {
+    allow(principal, rtype, interaction)?;
+    if reach(principal, rtype, interaction).is_all() {
         return Ok(());
     }
     Err(Error::Forbidden(format!(
-        "{} on {rtype} is granted only by patient/ or query-restricted scopes, which this server \
-         does not enforce yet; use user/ or system/ scopes",
+        "{what} on {rtype} is not available to a token confined to a patient, a care team or a \
+         query ({} on {rtype} is granted only with such limits)",
         name(interaction)
     )))
 }
@@ -50,23 +86,47 @@ pub fn allow_types(
         Some(types) => types.iter().try_for_each(|t| allow(principal, t, interaction)),
         None => {
             let Some(p) = principal else { return Ok(()) };
-            let wildcard = p.grant.rules.iter().any(|r| {
-                r.rtype.is_none()
-                    && r.perms.has(interaction)
-                    && r.context != Context::Patient
-                    && r.query.is_none()
-            });
-            if wildcard {
+            if p.grant.rules.iter().any(|r| r.rtype.is_none() && r.perms.has(interaction)) {
                 Ok(())
             } else {
                 Err(Error::Forbidden(format!(
-                    "{} across every resource type needs a */ scope (user/*.{} or system/*.{}); name the types with _type",
+                    "{} across every resource type needs a */ scope (e.g. patient/*.{} or user/*.{}); name the types with _type",
                     name(interaction),
                     if interaction == Interaction::Search { "s" } else { "r" },
                     if interaction == Interaction::Search { "s" } else { "r" },
                 )))
             }
         }
+    }
+}
+
+/// `allow_types`, but every type must be reached whole.
+pub fn unconfined_types(
+    principal: Option<&Principal>,
+    types: Option<&[String]>,
+    interaction: Interaction,
+    what: &str,
+) -> Result<()> {
+    allow_types(principal, types, interaction)?;
+    let Some(p) = principal else { return Ok(()) };
+    let whole = match types {
+        Some(types) => types.iter().all(|t| reach(principal, t, interaction).is_all()),
+        None => {
+            p.panel.is_none()
+                && p.grant.rules.iter().any(|r| {
+                    r.rtype.is_none()
+                        && r.perms.has(interaction)
+                        && r.context != Context::Patient
+                        && r.query.is_none()
+                })
+        }
+    };
+    if whole {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "{what} is not available to a token confined to a patient, a care team or a query"
+        )))
     }
 }
 
@@ -103,9 +163,10 @@ pub fn allow_entry(principal: Option<&Principal>, r: &crate::engine::Request) ->
         Method::Get if has_id => Interaction::Read,
         Method::Get => Interaction::Search,
     };
-    allow(principal, rtype, main)?;
+    // Entries run inside the engine's transaction, where confinement is not applied.
+    unconfined(principal, rtype, main, "a batch or transaction entry")?;
     if (query || r.if_none_exist.is_some()) && main != Interaction::Search {
-        allow(principal, rtype, Interaction::Search)?;
+        unconfined(principal, rtype, Interaction::Search, "a batch or transaction entry")?;
     }
     Ok(())
 }
@@ -127,10 +188,10 @@ pub fn allow_query(principal: Option<&Principal>, query: &str) -> Result<()> {
     for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
         if let Some(rest) = key.strip_prefix("_has:") {
             let rtype = rest.split(':').next().unwrap_or_default();
-            allow(principal, rtype, Interaction::Search)?;
+            unconfined(principal, rtype, Interaction::Search, "_has")?;
             // Nested _has and chains inside it: the conservative answer.
             if rest.contains("_has:") || rest.split(':').nth(2).is_some_and(|p| p.contains('.')) {
-                allow_types(principal, None, Interaction::Search)?;
+                unconfined_types(principal, None, Interaction::Search, "a nested _has")?;
             }
             continue;
         }
@@ -141,9 +202,9 @@ pub fn allow_query(principal: Option<&Principal>, query: &str) -> Result<()> {
         for link in &links[..links.len() - 1] {
             match link.split_once(':') {
                 Some((_, t)) if crate::resource::is_resource_type(t) => {
-                    allow(principal, t, Interaction::Search)?
+                    unconfined(principal, t, Interaction::Search, "a chained search")?
                 }
-                _ => allow_types(principal, None, Interaction::Search)?,
+                _ => unconfined_types(principal, None, Interaction::Search, "an untyped chain")?,
             }
         }
     }

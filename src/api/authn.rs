@@ -19,6 +19,8 @@ pub struct Principal {
     pub client_id: String,
     pub subject: String,
     pub grant: Grant,
+    /// The patients the care-team policy confines this user's `user/` scopes to, when it applies.
+    pub panel: Option<Vec<String>>,
 }
 
 /// `WWW-Authenticate` for a 401 (RFC 6750 §3).
@@ -70,7 +72,8 @@ pub async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, nex
                 Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
             };
             let exp = claims.exp;
-            let p = Arc::new(Principal { client_id: claims.client_id, subject: claims.sub, grant });
+            let p =
+                Arc::new(Principal { client_id: claims.client_id, subject: claims.sub, grant, panel: None });
             s.tokens.put(&base, token, p.clone(), exp);
             p
         }

@@ -13,7 +13,8 @@ use super::AppState;
 use super::auth::{self, Principal};
 use super::format::{self, Output};
 use super::respond;
-use crate::auth::Interaction;
+use crate::auth::{Interaction, Reach};
+use crate::engine::Engine;
 use crate::error::{Error, IssueCode, Result};
 use crate::search::Handling;
 
@@ -116,6 +117,69 @@ impl Ctx {
 
     pub fn allow_system(&self, interactions: &[Interaction]) -> Result<()> {
         auth::allow_system(self.principal.as_deref(), interactions)
+    }
+
+    pub fn unconfined(&self, rtype: &str, interaction: Interaction, what: &str) -> Result<()> {
+        auth::unconfined(self.principal.as_deref(), rtype, interaction, what)
+    }
+
+    pub fn unconfined_types(
+        &self,
+        types: Option<&[String]>,
+        interaction: Interaction,
+        what: &str,
+    ) -> Result<()> {
+        auth::unconfined_types(self.principal.as_deref(), types, interaction, what)
+    }
+
+    /// The caller's confinements for the engine's searches.
+    pub fn see(&self) -> Option<Arc<crate::engine::See>> {
+        auth::see(self.principal.as_ref())
+    }
+
+    /// That the stored `rtype/id` lies within the caller's reach for `interaction`; outside it
+    /// reads as not found, the same answer as a resource that does not exist.
+    pub async fn confirm(
+        &self,
+        engine: &Engine,
+        rtype: &str,
+        id: &str,
+        interaction: Interaction,
+    ) -> Result<()> {
+        match auth::reach(self.principal.as_deref(), rtype, interaction) {
+            Reach::All => Ok(()),
+            Reach::Nothing => Err(Error::NotFound(format!("{rtype}/{id} is not known"))),
+            Reach::Only(confines) => {
+                if engine.visible_ids(rtype, &[id.to_string()], &confines).await?.is_empty() {
+                    Err(Error::NotFound(format!("{rtype}/{id} is not known")))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// That a resource about to be written lies within the caller's reach for `interaction`.
+    pub fn confirm_body(
+        &self,
+        engine: &Engine,
+        rtype: &str,
+        id: Option<&str>,
+        body: &serde_json::Value,
+        interaction: Interaction,
+    ) -> Result<()> {
+        match auth::reach(self.principal.as_deref(), rtype, interaction) {
+            Reach::All => Ok(()),
+            Reach::Only(confines) if engine.body_within(rtype, id, body, &confines)? => Ok(()),
+            _ => Err(Error::Forbidden(format!(
+                "the {rtype} lies outside the patient, care team or query the access token is confined to"
+            ))),
+        }
+    }
+
+    /// Whether `interaction` on `rtype` reaches the whole type.
+    pub fn reaches_all(&self, rtype: &str, interaction: Interaction) -> bool {
+        auth::reach(self.principal.as_deref(), rtype, interaction).is_all()
     }
 
     /// Whether `Prefer` holds `token` (lower case, no spaces).

@@ -93,6 +93,10 @@ pub async fn create(
             tracing::debug!("ignoring the client's id on create, as http.html#create requires");
         }
         let condition = ctx.header("if-none-exist").map(|c| c.trim_start_matches('?').to_string());
+        if condition.is_some() {
+            ctx.unconfined(&rtype, Interaction::Search, "a conditional create")?;
+        }
+        ctx.confirm_body(&s.engine, &rtype, None, &value, Interaction::Create)?;
         let w = s.engine.create(&rtype, value, condition.as_deref()).await?;
         Ok(written(&ctx, &w, status_of(&w)))
     })
@@ -110,6 +114,13 @@ pub async fn update(
         ctx.allow(&rtype, Interaction::Update)?;
         check_id(&id)?;
         let value = body_resource(&s, &ctx, body).await?;
+        if !ctx.reaches_all(&rtype, Interaction::Update) {
+            // The stored resource, if any, and the new content must both lie within reach.
+            if s.engine.read(&rtype, &id).await.is_ok() {
+                ctx.confirm(&s.engine, &rtype, &id, Interaction::Update).await?;
+            }
+            ctx.confirm_body(&s.engine, &rtype, Some(&id), &value, Interaction::Update)?;
+        }
         let w = s.engine.update(&rtype, &id, value, ctx.if_match()?).await?;
         Ok(written(&ctx, &w, status_of(&w)))
     })
@@ -124,8 +135,8 @@ pub async fn conditional_update(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
-        ctx.allow(&rtype, Interaction::Update)?;
-        ctx.allow(&rtype, Interaction::Search)?;
+        ctx.unconfined(&rtype, Interaction::Update, "a conditional update")?;
+        ctx.unconfined(&rtype, Interaction::Search, "a conditional update")?;
         let value = body_resource(&s, &ctx, body).await?;
         let w = s.engine.conditional_update(&rtype, &ctx.criteria_query(), value, ctx.if_match()?).await?;
         Ok(written(&ctx, &w, status_of(&w)))
@@ -161,10 +172,33 @@ pub async fn patch(
         let bytes = read_body(body, s.max_body_bytes, &ctx.headers).await?;
         let patch: json_patch::Patch = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(IssueCode::Structure, format!("invalid JSON Patch document: {e}")))?;
-        let w = s.engine.patch(&rtype, &id, &patch, ctx.if_match()?).await?;
+        let mut if_match = ctx.if_match()?;
+        if !ctx.reaches_all(&rtype, Interaction::Update) {
+            if_match = Some(confined_patch(&s, &ctx, &rtype, &id, &patch, if_match).await?);
+        }
+        let w = s.engine.patch(&rtype, &id, &patch, if_match).await?;
         Ok(written(&ctx, &w, StatusCode::OK))
     })
     .await
+}
+
+/// Under a confined grant, a patch must start and end within reach: it is tried on the current
+/// version here, and the engine then applies it to that same version (`If-Match`) or fails.
+async fn confined_patch(
+    s: &AppState,
+    ctx: &Ctx,
+    rtype: &str,
+    id: &str,
+    patch: &json_patch::Patch,
+    if_match: Option<i64>,
+) -> Result<i64> {
+    ctx.confirm(&s.engine, rtype, id, Interaction::Update).await?;
+    let current = s.engine.read(rtype, id).await?;
+    let mut value = resource::parse_json(&current.body)?;
+    if json_patch::patch(&mut value, patch).is_ok() {
+        ctx.confirm_body(&s.engine, rtype, Some(id), &value, Interaction::Update)?;
+    }
+    Ok(if_match.unwrap_or(current.version))
 }
 
 pub async fn read(
@@ -176,6 +210,7 @@ pub async fn read(
         check_type(&rtype)?;
         ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
+        ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let v = s.engine.read(&rtype, &id).await?;
         if not_modified(&ctx, v.version, v.last_updated)? {
             let mut r = respond::empty(StatusCode::NOT_MODIFIED);
@@ -229,6 +264,7 @@ pub async fn vread(
         check_type(&rtype)?;
         ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
+        ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let v = s.engine.vread(&rtype, &id, &vid).await?;
         if not_modified(&ctx, v.version, v.last_updated)? {
             return Ok(respond::empty(StatusCode::NOT_MODIFIED));
@@ -261,6 +297,7 @@ pub async fn delete(
         check_type(&rtype)?;
         ctx.allow(&rtype, Interaction::Delete)?;
         check_id(&id)?;
+        ctx.confirm(&s.engine, &rtype, &id, Interaction::Delete).await?;
         let d = s.engine.delete(&rtype, &id, ctx.if_match()?).await?;
         let what = match d.version {
             Some(v) => format!("{rtype}/{id} deleted (version {v})"),
@@ -278,8 +315,8 @@ pub async fn conditional_delete(
 ) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
-        ctx.allow(&rtype, Interaction::Delete)?;
-        ctx.allow(&rtype, Interaction::Search)?;
+        ctx.unconfined(&rtype, Interaction::Delete, "a conditional delete")?;
+        ctx.unconfined(&rtype, Interaction::Search, "a conditional delete")?;
         let condition = ctx.criteria_query();
         let d = s.engine.conditional_delete(&rtype, &condition).await?;
         let what = match d.version {
@@ -305,6 +342,7 @@ pub async fn history_instance(
         check_type(&rtype)?;
         ctx.allow(&rtype, Interaction::Read)?;
         check_id(&id)?;
+        ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let path = format!("{rtype}/{id}/_history");
         history(&s, &ctx, HistoryScope::Instance { rtype, id }, path).await
     })
@@ -314,8 +352,8 @@ pub async fn history_instance(
 pub async fn history_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
-        ctx.allow(&rtype, Interaction::Read)?;
-        ctx.allow(&rtype, Interaction::Search)?;
+        ctx.unconfined(&rtype, Interaction::Read, "type history")?;
+        ctx.unconfined(&rtype, Interaction::Search, "type history")?;
         let path = format!("{rtype}/_history");
         history(&s, &ctx, HistoryScope::Type(rtype), path).await
     })
@@ -324,8 +362,8 @@ pub async fn history_type(State(s): State<Arc<AppState>>, Path(rtype): Path<Stri
 
 pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
     ctx.run(async {
-        ctx.allow_types(None, Interaction::Read)?;
-        ctx.allow_types(None, Interaction::Search)?;
+        ctx.unconfined_types(None, Interaction::Read, "system history")?;
+        ctx.unconfined_types(None, Interaction::Search, "system history")?;
         history(&s, &ctx, HistoryScope::System, "_history".into()).await
     })
     .await

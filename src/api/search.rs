@@ -21,7 +21,8 @@ pub async fn search_get(State(s): State<Arc<AppState>>, Path(rtype): Path<String
         ctx.allow(&rtype, Interaction::Search)?;
         let query = ctx.criteria_query();
         ctx.allow_query(&query)?;
-        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
+        let see = ctx.see();
+        let result = s.engine.search_seen(Scope::Type(&rtype), &query, ctx.handling, see.as_deref()).await?;
         bundle::searchset(&ctx, &rtype, &query, result)
     })
     .await
@@ -56,15 +57,17 @@ pub async fn search_compartment(
         let query = ctx.criteria_query();
         ctx.allow_query(&query)?;
         let path = format!("{ctype}/{cid}/{rtype}");
+        let see = ctx.see();
         if rtype == "$everything" {
             let translated = everything_query(&ctx)?;
             let scope = Scope::Compartment { ctype: &ctype, cid: &cid, rtype: "*" };
+            ctx.confirm(&s.engine, &ctype, &cid, Interaction::Read).await?;
             s.engine.read(&ctype, &cid).await?;
-            let result = s.engine.search_in(scope, &translated, Handling::Strict).await?;
+            let result = s.engine.search_seen(scope, &translated, Handling::Strict, see.as_deref()).await?;
             return bundle::searchset(&ctx, &path, &ctx.criteria_query(), result);
         }
         let scope = Scope::Compartment { ctype: &ctype, cid: &cid, rtype: &rtype };
-        let result = s.engine.search_in(scope, &query, ctx.handling).await?;
+        let result = s.engine.search_seen(scope, &query, ctx.handling, see.as_deref()).await?;
         bundle::searchset(&ctx, &path, &query, result)
     })
     .await
@@ -113,7 +116,8 @@ pub async fn search_post(
             .collect::<Vec<_>>()
             .join("&");
         ctx.allow_query(&query)?;
-        let result = s.engine.search(&rtype, &query, ctx.handling).await?;
+        let see = ctx.see();
+        let result = s.engine.search_seen(Scope::Type(&rtype), &query, ctx.handling, see.as_deref()).await?;
         bundle::searchset(&ctx, &rtype, &query, result)
     })
     .await
@@ -131,7 +135,8 @@ pub async fn search_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response
         ctx.allow_types((!types.is_empty()).then_some(types.as_slice()), Interaction::Search)?;
         let query = ctx.criteria_query();
         ctx.allow_query(&query)?;
-        let result = s.engine.search_in(Scope::System, &query, ctx.handling).await?;
+        let see = ctx.see();
+        let result = s.engine.search_seen(Scope::System, &query, ctx.handling, see.as_deref()).await?;
         bundle::searchset(&ctx, "", &query, result)
     })
     .await
@@ -178,7 +183,7 @@ pub async fn reindex(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
 pub async fn reindex_type(State(s): State<Arc<AppState>>, Path(rtype): Path<String>, ctx: Ctx) -> Response {
     ctx.run(async {
         check_type(&rtype)?;
-        ctx.allow(&rtype, Interaction::Update)?;
+        ctx.unconfined(&rtype, Interaction::Update, "$reindex")?;
         reindexed(&ctx, s.engine.reindex(Some(&rtype)).await?)
     })
     .await

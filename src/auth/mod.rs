@@ -6,7 +6,9 @@
 pub mod accounts;
 pub mod client_auth;
 pub mod keys;
+pub mod reach;
 pub mod scope;
 pub mod token;
 
+pub use reach::{Confine, Reach};
 pub use scope::{Context, Grant, Interaction, Perms, Rule};

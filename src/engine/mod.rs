@@ -6,6 +6,7 @@
 //! violation or serialization failure) are retried from the start, so no update is lost.
 
 mod bulk;
+mod confine;
 mod include;
 mod load;
 mod params;
@@ -15,6 +16,7 @@ mod transaction;
 mod write;
 
 pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState, Upload};
+pub use confine::See;
 pub use load::{LOAD_BATCH, Loader, Origin, Rejection, content_id};
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};

@@ -2,6 +2,7 @@
 //! type and run as one keyset-paged query (search.html).
 
 use super::Engine;
+use super::confine::See;
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::search::{self, Handling, SearchQuery, compartment};
 use crate::store::{Bind, Filter, Hit, Page, Position, SortKey, Version};
@@ -37,10 +38,27 @@ impl Engine {
     }
 
     pub async fn search_in(&self, scope: Scope<'_>, query: &str, handling: Handling) -> Result<SearchResult> {
+        self.search_seen(scope, query, handling, None).await
+    }
+
+    /// A search that sees only what `see` lets the caller reach (authorization's confinements),
+    /// matches and included resources alike.
+    pub async fn search_seen(
+        &self,
+        scope: Scope<'_>,
+        query: &str,
+        handling: Handling,
+        see: Option<&See>,
+    ) -> Result<SearchResult> {
         let q = SearchQuery::parse(query)?;
         let types = scope_types(&scope, &q.types)?;
         let mut ignored = Vec::new();
         let (mut filter, mut count_sql) = plan_types(self, &types, &q, handling, &mut ignored)?;
+        if let Some(see) = see
+            && self.confine(&mut filter, &types, see)?
+        {
+            count_sql = None;
+        }
         if let Scope::Compartment { ctype, cid, .. } = scope {
             search::restrict_to_compartment(
                 &self.store,
@@ -84,7 +102,10 @@ impl Engine {
         };
         // Two connections, side by side: the page does not wait for the count.
         let ((hits, next, previous), total) = tokio::try_join!(page, total)?;
-        let included = self.included(&hits, &q.includes).await?;
+        let mut included = self.included(&hits, &q.includes).await?;
+        if let Some(see) = see {
+            included = self.visible_included(included, see).await?;
+        }
         let mut hits: Vec<Version> = hits.into_iter().map(|h| h.version).collect();
         if !q.elements.is_empty() || matches!(q.summary.as_deref(), Some("data" | "true" | "text")) {
             for v in &mut hits {

@@ -81,9 +81,21 @@ pub fn plan(
     criteria: &[Criterion],
     handling: Handling,
 ) -> Result<Plan> {
+    plan_from(registry, store, rtype, criteria, handling, Binder::default())
+}
+
+/// `plan`, numbering placeholders after the values `b` holds already (to be joined with
+/// another filter).
+pub fn plan_from(
+    registry: &Registry,
+    store: &Store,
+    rtype: &str,
+    criteria: &[Criterion],
+    handling: Handling,
+    mut b: Binder,
+) -> Result<Plan> {
     let cx = &Cx { registry, store };
     let mut conds = Vec::new();
-    let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
         if c.code == "_list" {
@@ -147,10 +159,21 @@ pub fn plan_many(
     criteria: &[Criterion],
     handling: Handling,
 ) -> Result<Plan> {
+    plan_many_from(registry, store, types, criteria, handling, Binder::default())
+}
+
+/// `plan_many`, numbering placeholders after the values `b` holds already.
+pub fn plan_many_from(
+    registry: &Registry,
+    store: &Store,
+    types: &[String],
+    criteria: &[Criterion],
+    handling: Handling,
+    mut b: Binder,
+) -> Result<Plan> {
     let mut kept: Vec<&str> = types.iter().map(String::as_str).collect();
     let mut selective_over = Vec::new();
     let mut conds = Vec::new();
-    let mut b = Binder::default();
     let mut ignored = Vec::new();
     for c in criteria {
         if c.code == "_list" {

@@ -1,13 +1,13 @@
 //! `auth = "smart"`: bearer tokens checked on every FHIR request, scopes enforced per type and
-//! interaction, included resources the grant cannot read left out. (Issue 6, in progress:
-//! `patient/` and query-restricted scopes are refused until their confinement lands.)
+//! interaction, included resources the grant cannot read left out. Patient compartments and
+//! query restrictions: `authz_patient.rs`.
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{Backend, Srv, json};
 
-async fn start(backend: Backend) -> Srv {
+pub(crate) async fn start(backend: Backend) -> Srv {
     let srv = Srv::start_with(backend, |c| c.auth = hearth::config::AuthMode::Smart).await;
     // Data, written with an all-powerful token.
     let admin = token(&srv, "user/*.cruds", None);
@@ -33,7 +33,7 @@ async fn start(backend: Backend) -> Srv {
 }
 
 /// A token from the server's own keys, for its base URL.
-fn token(srv: &Srv, scopes: &str, patient: Option<&str>) -> String {
+pub(crate) fn token(srv: &Srv, scopes: &str, patient: Option<&str>) -> String {
     let keys = srv.state.keys.as_ref().expect("auth is on");
     let issuer = hearth::auth::token::issuer_for(&srv.base);
     let request = hearth::auth::token::Request {
@@ -49,7 +49,7 @@ fn token(srv: &Srv, scopes: &str, patient: Option<&str>) -> String {
     hearth::auth::token::mint(keys, &request).unwrap().0
 }
 
-async fn send(
+pub(crate) async fn send(
     srv: &Srv,
     bearer: Option<&str>,
     method: Method,
@@ -61,7 +61,8 @@ async fn send(
         req = req.bearer_auth(t);
     }
     if let Some(b) = body {
-        req = req.header("content-type", "application/fhir+json").body(b.to_string());
+        let ct = if b.is_array() { "application/json-patch+json" } else { "application/fhir+json" };
+        req = req.header("content-type", ct).body(b.to_string());
     }
     let resp = req.send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
@@ -172,10 +173,10 @@ fn cases() -> Vec<Case> {
         ("system/Patient.rs", M::GET, "$export", None, 403, None),
         ("system/*.rs", M::POST, "$reindex", None, 403, None),
         ("system/*.cruds", M::POST, "$reindex", None, 200, None),
-        // Not enforceable yet: never treated as granted.
-        ("patient/Observation.rs", M::GET, "Observation/o1", None, 403, Some("\"final\"")),
-        ("patient/*.cruds", M::GET, "Patient/p1", None, 403, Some("Ward")),
-        ("user/Observation.rs?category=laboratory", M::GET, "Observation/o1", None, 403, Some("\"final\"")),
+        // Confined grants (more in authz_patient.rs): the token's patient is p1.
+        ("patient/Observation.rs", M::GET, "Observation/o1", None, 200, None),
+        ("patient/*.cruds", M::GET, "Patient/p1", None, 200, None),
+        ("user/Observation.rs?category=laboratory", M::GET, "Observation/o1", None, 404, Some("\"final\"")),
         ("launch/patient openid", M::GET, "Patient/p1", None, 403, Some("Ward")),
         ("", M::GET, "Patient/p1", None, 403, Some("Ward")),
         ("user/*.rs", M::GET, "metadata", None, 200, None),

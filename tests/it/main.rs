@@ -4,6 +4,7 @@
 mod support;
 
 mod authz;
+mod authz_patient;
 mod cli;
 mod cli_auth;
 mod common_params;
