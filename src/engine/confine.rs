@@ -96,13 +96,7 @@ impl Engine {
             }
         }
         if let Some(patients) = &c.patients {
-            let members: Vec<String> =
-                types.iter().filter(|t| compartment::params("Patient", t).is_some()).cloned().collect();
-            if members.is_empty() {
-                f.sql = "1 = 0".into();
-            } else {
-                search::restrict_to_compartment(&self.store, &mut f, "Patient", Some(patients), &members)?;
-            }
+            search::plan::restrict_to_patients(&self.store, &mut f, patients, types)?;
         }
         Ok(f)
     }
@@ -166,7 +160,7 @@ impl Engine {
             let in_compartment = match &c.patients {
                 None => true,
                 Some(patients) => {
-                    let params = compartment::params("Patient", rtype).unwrap_or_default();
+                    let params = compartment::patient_links(rtype).unwrap_or_default();
                     (rtype == "Patient" && id.is_some_and(|id| patients.iter().any(|p| p == id)))
                         || rows.references.iter().any(|r| {
                             params.contains(&r.param)

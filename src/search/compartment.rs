@@ -53,6 +53,19 @@ pub fn params(ctype: &str, rtype: &str) -> Option<&'static [String]> {
     COMPARTMENTS.params.get(&(ctype.to_string(), rtype.to_string())).map(Vec::as_slice)
 }
 
+/// The parameters that tie `rtype` to a patient for authorization (patient-scoped grants, the
+/// care-team policy): the Patient compartment's, plus Task through `patient` (`Task.for`). R4
+/// leaves Task out of the compartment, but a Task for a patient is that patient's data, and
+/// Hearth's care coordination runs on Tasks: leaving it out would either hide every Task from
+/// patient-scoped apps or show every patient's Tasks to care-team-confined users.
+pub fn patient_links(rtype: &str) -> Option<&'static [String]> {
+    static TASK: LazyLock<Vec<String>> = LazyLock::new(|| vec!["patient".to_string()]);
+    match rtype {
+        "Task" => Some(TASK.as_slice()),
+        _ => params("Patient", rtype),
+    }
+}
+
 /// Whether `ctype` has a compartment at all.
 pub fn is_compartment(ctype: &str) -> bool {
     COMPARTMENTS.params.keys().any(|(c, _)| c == ctype)

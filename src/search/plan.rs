@@ -239,13 +239,41 @@ pub fn restrict_to_compartment(
     cids: Option<&[String]>,
     types: &[String],
 ) -> Result<()> {
+    for rtype in types {
+        if compartment::params(ctype, rtype).is_none() {
+            return Err(Error::invalid(
+                IssueCode::NotSupported,
+                format!("{rtype} is not part of the {ctype} compartment"),
+            ));
+        }
+    }
+    restrict(store, filter, ctype, cids, types, |t| compartment::params(ctype, t))
+}
+
+/// Restricts a filter to the resources tied to one of `patients` for authorization
+/// (`compartment::patient_links`); types without such ties keep nothing.
+pub fn restrict_to_patients(
+    store: &Store,
+    filter: &mut Filter,
+    patients: &[String],
+    types: &[String],
+) -> Result<()> {
+    restrict(store, filter, "Patient", Some(patients), types, compartment::patient_links)
+}
+
+fn restrict(
+    store: &Store,
+    filter: &mut Filter,
+    ctype: &str,
+    cids: Option<&[String]>,
+    types: &[String],
+    links: impl Fn(&str) -> Option<&'static [String]>,
+) -> Result<()> {
     let mut b = Binder { binds: std::mem::take(&mut filter.binds) };
     let mut pids = Vec::new();
     let mut itself = false;
     for rtype in types {
-        let params = compartment::params(ctype, rtype).ok_or_else(|| {
-            Error::invalid(IssueCode::NotSupported, format!("{rtype} is not part of the {ctype} compartment"))
-        })?;
+        let Some(params) = links(rtype) else { continue };
         pids.extend(
             params.iter().filter_map(|p| store.param_id(rtype, p)).map(|pid| b.push(Bind::Int(pid.into()))),
         );

@@ -19,6 +19,8 @@ const TYPES: &[(&str, &str, &str)] = &[
     ("CareTeam", "subject", "ct"),
     ("CarePlan", "subject", "cp"),
     ("Encounter", "subject", "enc"),
+    // Not in R4's Patient compartment; Hearth ties it to its patient for authorization.
+    ("Task", "for", "task"),
 ];
 
 /// A valid resource of `rtype` in `patient`'s compartment.
@@ -30,6 +32,7 @@ fn resource(rtype: &str, id: Option<&str>, patient: &str) -> Value {
             json!({"status": "completed", "vaccineCode": {"text": "x"}, "occurrenceDateTime": "2020-01-01"})
         }
         "CareTeam" => json!({"status": "active"}),
+        "Task" => json!({"status": "ready", "intent": "order"}),
         "CarePlan" => json!({"status": "active", "intent": "plan"}),
         _ => {
             json!({"status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}})
@@ -109,11 +112,19 @@ fn per_type() -> Vec<Case> {
             ),
             case(all, M::DELETE, &other, None, 404, None),
             case(all, M::PUT, &format!("{t}?_id={short}1"), Some(resource(t, None, "p1")), 403, None),
-            case(all, M::GET, &format!("Patient/p2/{t}"), None, 200, None),
+            // Compartment searches follow R4's definition, which has no Task.
+            case(all, M::GET, &format!("Patient/p2/{t}"), None, if *t == "Task" { 400 } else { 200 }, None),
             case(&rs, M::GET, &own, None, 200, Some(&format!("{short}1"))),
             case(&rs, M::GET, &format!("{t}?_count=50"), None, 200, Some(&format!("{short}1"))),
             case(&rs, M::POST, t, Some(resource(t, None, "p1")), 403, None),
-            case(&rs, M::GET, &format!("Patient/p1/{t}"), None, 200, Some(&format!("{short}1"))),
+            case(
+                &rs,
+                M::GET,
+                &format!("Patient/p1/{t}"),
+                None,
+                if *t == "Task" { 400 } else { 200 },
+                (*t != "Task").then_some(&format!("{short}1")).map(String::as_str),
+            ),
         ]);
     }
     v
@@ -147,9 +158,7 @@ fn patient_cases() -> Vec<Case> {
         case(all, M::GET, "Patient?_revinclude=Observation:subject", None, 200, Some("o1")),
         case(all, M::GET, "Patient?_revinclude:iterate=Observation:subject&_id=p2", None, 200, None),
         case(all, M::GET, "Practitioner/pr1", None, 404, None),
-        // R4's Patient compartment has no Task (CompartmentDefinition-patient): out of reach.
-        case(all, M::GET, "Task/t1", None, 404, None),
-        case(all, M::GET, "Task", None, 200, None),
+        case(all, M::GET, "Task/t1", None, 200, Some("t1")),
         case(all, M::GET, "Observation?subject:Patient.name=Ze", None, 403, None),
         case(all, M::GET, "Patient?_has:Observation:subject:status=final", None, 403, None),
         case(all, M::POST, "", Some(bundle), 200, None),
