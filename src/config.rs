@@ -39,6 +39,24 @@ pub struct Config {
     pub bulk_jobs: bool,
     /// Largest `$import` upload accepted, in bytes.
     pub bulk_max_upload_bytes: u64,
+    /// Access policy beyond scopes (`[access]`).
+    pub access: Access,
+}
+
+/// `[access]`: policy applied on top of what a token's scopes say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Access {
+    /// Confine the `user/` scopes of users whose role is `coordinator` or `provider` to their
+    /// care-team panel: patients whose `generalPractitioner` is the user's Practitioner, or who
+    /// have an active CareTeam with it as participant. `admin` and other roles are not confined.
+    pub care_team_only: bool,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access { care_team_only: true }
+    }
 }
 
 impl Default for Config {
@@ -54,6 +72,7 @@ impl Default for Config {
             bulk_max_file_bytes: 64 * 1024 * 1024,
             bulk_jobs: true,
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            access: Access::default(),
         }
     }
 }
@@ -89,5 +108,8 @@ mod tests {
         assert_eq!(c.max_count, 50);
         assert_eq!(c.database, "sqlite://hearth.db");
         assert!(toml::from_str::<Config>("lisen = 1").is_err());
+        assert!(c.access.care_team_only);
+        let c: Config = toml::from_str("[access]\ncare_team_only = false").unwrap();
+        assert!(!c.access.care_team_only);
     }
 }

@@ -35,6 +35,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         keys,
         tokens: Default::default(),
         token_limiter: Default::default(),
+        care_team_only: config.access.care_team_only,
     }))
 }
 

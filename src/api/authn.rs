@@ -19,8 +19,53 @@ pub struct Principal {
     pub client_id: String,
     pub subject: String,
     pub grant: Grant,
-    /// The patients the care-team policy confines this user's `user/` scopes to, when it applies.
+    /// The Practitioner (id; empty when the user has none) whose care-team panel confines this
+    /// user's `user/` scopes, when the policy applies (`access.care_team_only`).
+    pub care_team: Option<String>,
+    /// That panel, looked up afresh for each request.
     pub panel: Option<Vec<String>>,
+}
+
+impl Principal {
+    /// The principal of a verified token; `care_team` is set when the subject is a user the
+    /// care-team policy confines.
+    pub async fn new(
+        s: &AppState,
+        client_id: String,
+        subject: String,
+        grant: Grant,
+    ) -> crate::error::Result<Self> {
+        let care_team = care_team_of(s, &subject, &grant).await?;
+        Ok(Principal { client_id, subject, grant, care_team, panel: None })
+    }
+}
+
+/// Roles whose `user/` scopes the care-team policy confines.
+const CONFINED_ROLES: &[&str] = &["coordinator", "provider"];
+
+async fn care_team_of(s: &AppState, subject: &str, grant: &Grant) -> crate::error::Result<Option<String>> {
+    if !s.care_team_only || !grant.rules.iter().any(|r| r.context == crate::auth::Context::User) {
+        return Ok(None);
+    }
+    let Some(user) = s.engine.store.user(subject).await? else { return Ok(None) };
+    if !CONFINED_ROLES.contains(&user.role.as_str()) {
+        return Ok(None);
+    }
+    let practitioner =
+        user.fhir_user.as_deref().and_then(|f| f.strip_prefix("Practitioner/")).unwrap_or_default();
+    Ok(Some(practitioner.to_string()))
+}
+
+/// The principal with its care-team panel for this request, when the policy applies: looked
+/// up per request so that a new CareTeam counts at once.
+async fn with_panel(s: &AppState, p: Arc<Principal>) -> crate::error::Result<Arc<Principal>> {
+    let Some(practitioner) = p.care_team.as_deref() else { return Ok(p) };
+    let panel = if crate::resource::valid_id(practitioner) {
+        s.engine.care_team_panel(practitioner).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Arc::new(Principal { panel: Some(panel), ..(*p).clone() }))
 }
 
 /// `WWW-Authenticate` for a 401 (RFC 6750 §3).
@@ -72,11 +117,17 @@ pub async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, nex
                 Err(e) => return respond::error(out, Error::Unauthorized(e.to_string())),
             };
             let exp = claims.exp;
-            let p =
-                Arc::new(Principal { client_id: claims.client_id, subject: claims.sub, grant, panel: None });
+            let p = match Principal::new(&s, claims.client_id, claims.sub, grant).await {
+                Ok(p) => Arc::new(p),
+                Err(e) => return respond::error(out, e),
+            };
             s.tokens.put(&base, token, p.clone(), exp);
             p
         }
+    };
+    let principal = match with_panel(&s, principal).await {
+        Ok(p) => p,
+        Err(e) => return respond::error(out, e),
     };
     req.extensions_mut().insert(principal);
     next.run(req).await

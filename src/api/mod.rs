@@ -44,6 +44,8 @@ pub struct AppState {
     pub tokens: authn::TokenCache,
     /// Token endpoint requests per client.
     pub token_limiter: oauth::TokenLimiter,
+    /// `access.care_team_only`: coordinators' and providers' `user/` scopes reach their panel.
+    pub care_team_only: bool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -48,7 +48,11 @@ impl Grant {
                     Some(p) => Some(vec![p.clone()]),
                     None => continue,
                 },
-                Context::User => panel.map(<[String]>::to_vec),
+                // The panel confines patient data; other types (Practitioner, Organization)
+                // stay whole.
+                Context::User => panel
+                    .filter(|_| crate::search::compartment::patient_links(rtype).is_some())
+                    .map(<[String]>::to_vec),
                 Context::System => None,
             };
             let c = Confine { patients, query: rule.query.clone() };

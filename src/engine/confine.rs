@@ -16,6 +16,9 @@ use crate::store::{Filter, Page, Version};
 /// How far the caller reaches into each type, for each interaction (decided by authorization).
 pub type See = dyn Fn(&str, Interaction) -> Reach + Send + Sync;
 
+/// Most patients a care-team panel may hold.
+pub const PANEL_MAX: usize = 5000;
+
 /// Ids checked per membership query.
 const IDS_PER_QUERY: usize = 200;
 
@@ -99,6 +102,43 @@ impl Engine {
             search::plan::restrict_to_patients(&self.store, &mut f, patients, types)?;
         }
         Ok(f)
+    }
+
+    /// The care-team policy's panel of a Practitioner: the patients whose `generalPractitioner`
+    /// it is, and the patients of active CareTeams it takes part in. At most `PANEL_MAX`; a
+    /// larger panel is refused rather than cut, since a cut panel would hide patients silently.
+    pub async fn care_team_panel(&self, practitioner: &str) -> Result<Vec<String>> {
+        let reference = format!("Practitioner/{practitioner}");
+        let gp = self.hits("Patient", &format!("general-practitioner={reference}")).await?;
+        let teams = self.hits("CareTeam", &format!("participant={reference}&status=active")).await?;
+        let mut panel: Vec<String> = gp.into_iter().map(|v| v.id).collect();
+        for team in teams {
+            let body = crate::resource::parse_json(&team.body)?;
+            if let Some(id) = body
+                .pointer("/subject/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("Patient/"))
+            {
+                panel.push(id.to_string());
+            }
+        }
+        panel.sort();
+        panel.dedup();
+        if panel.len() > PANEL_MAX {
+            return Err(Error::Forbidden(format!(
+                "the care-team policy cannot confine to more than {PANEL_MAX} patients; ask an administrator"
+            )));
+        }
+        Ok(panel)
+    }
+
+    /// Every resource of `rtype` matching `query`, up to `PANEL_MAX + 1`.
+    async fn hits(&self, rtype: &str, query: &str) -> Result<Vec<Version>> {
+        let q = SearchQuery::parse(query)?;
+        let types = [rtype.to_string()];
+        let (filter, _) = super::search::plan_types(self, &types, &q, Handling::Strict, &mut Vec::new())?;
+        let page = Page { order: &[], position: None, limit: PANEL_MAX as i64 + 1 };
+        Ok(self.store.search(&filter, &page).await?.into_iter().map(|h| h.version).collect())
     }
 
     /// Which of `ids` (of `rtype`, not deleted) lie inside one of `confines`.

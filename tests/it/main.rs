@@ -5,6 +5,7 @@ mod support;
 
 mod authz;
 mod authz_patient;
+mod care_team;
 mod cli;
 mod cli_auth;
 mod common_params;
