@@ -26,6 +26,11 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         crate::config::AuthMode::Smart => Some(crate::auth::keys::Keys::load_or_create(&engine.store).await?),
     };
+    let audit = keys.is_some().then(crate::engine::audit::AuditQueue::new);
+    let (audit, audit_rx) = match audit {
+        Some((q, rx)) => (Some(q), Some(rx)),
+        None => (None, None),
+    };
     Ok(Arc::new(AppState {
         engine,
         base_url: config.base_url.clone(),
@@ -36,6 +41,8 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         tokens: Default::default(),
         token_limiter: Default::default(),
         care_team_only: config.access.care_team_only,
+        audit,
+        audit_rx: std::sync::Mutex::new(audit_rx),
     }))
 }
 
@@ -51,10 +58,18 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let stop_on_signal = stop.clone();
+    let audit_rx = state.audit_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // The audit writer stops after the last request: what they queued is written first.
+    let (stop_audit, audit_stopped) = tokio::sync::watch::channel(false);
+    let audit_writer = audit_rx.map(|rx| {
+        let state = state.clone();
+        tokio::spawn(async move { state.engine.run_audit_writer(rx, audit_stopped).await })
+    });
     let worker = state.engine.bulk.run_jobs.then(|| {
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_jobs(stopped).await })
     });
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -67,6 +82,12 @@ pub async fn serve(
         && let Err(e) = worker.await
     {
         tracing::warn!("bulk job worker ended abnormally: {e}");
+    }
+    let _ = stop_audit.send(true);
+    if let Some(writer) = audit_writer
+        && let Err(e) = writer.await
+    {
+        tracing::error!("the audit writer ended abnormally: {e}");
     }
     served?;
     state.engine.store.close().await;

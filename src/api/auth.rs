@@ -30,6 +30,9 @@ fn name(i: Interaction) -> &'static str {
 /// Confined grants pass here and are narrowed by [`reach`] where the data is touched.
 pub fn allow(principal: Option<&Principal>, rtype: &str, interaction: Interaction) -> Result<()> {
     let Some(p) = principal else { return Ok(()) };
+    if rtype == "AuditEvent" {
+        audit_log(p, interaction)?;
+    }
     if p.grant.rules_for(rtype, interaction).next().is_none() {
         return Err(Error::Forbidden(format!(
             "the access token's scopes do not allow {} on {rtype}",
@@ -39,10 +42,28 @@ pub fn allow(principal: Option<&Principal>, rtype: &str, interaction: Interactio
     Ok(())
 }
 
+/// The audit log is the server's record: nobody writes it through the API, and only admins
+/// (and backend services with a `system/` scope for it) read it.
+fn audit_log(p: &Principal, interaction: Interaction) -> Result<()> {
+    if matches!(interaction, Interaction::Create | Interaction::Update | Interaction::Delete) {
+        return Err(Error::Forbidden("AuditEvents are written by the server only".into()));
+    }
+    if reads_audit_log(p) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("AuditEvents are readable by admins only".into()))
+    }
+}
+
+fn reads_audit_log(p: &Principal) -> bool {
+    p.is_admin() || p.grant.rules_for("AuditEvent", Interaction::Read).any(|r| r.context == Context::System)
+}
+
 /// How far `interaction` on `rtype` reaches for `principal` (all of it without authorization).
 pub fn reach(principal: Option<&Principal>, rtype: &str, interaction: Interaction) -> Reach {
     match principal {
         None => Reach::All,
+        Some(p) if rtype == "AuditEvent" && audit_log(p, interaction).is_err() => Reach::Nothing,
         Some(p) => p.grant.reach(rtype, interaction, p.panel.as_deref()),
     }
 }
@@ -50,8 +71,8 @@ pub fn reach(principal: Option<&Principal>, rtype: &str, interaction: Interactio
 /// The confinements of `principal` for the engine's searches; `None` when nothing is confined.
 pub fn see(principal: Option<&Arc<Principal>>) -> Option<Arc<See>> {
     let p = principal?.clone();
-    if !p.grant.rules.iter().any(|r| r.context == Context::Patient || r.query.is_some()) && p.panel.is_none()
-    {
+    let confined = p.grant.rules.iter().any(|r| r.context == Context::Patient || r.query.is_some());
+    if !confined && p.panel.is_none() && reads_audit_log(&p) {
         return None;
     }
     Some(Arc::new(move |rtype: &str, i: Interaction| reach(Some(&p), rtype, i)))

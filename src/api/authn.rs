@@ -24,36 +24,43 @@ pub struct Principal {
     pub care_team: Option<String>,
     /// That panel, looked up afresh for each request.
     pub panel: Option<Vec<String>>,
+    /// The user's role (`admin`, `coordinator`, …) when the subject is a known user.
+    pub role: Option<String>,
 }
 
 impl Principal {
-    /// The principal of a verified token; `care_team` is set when the subject is a user the
-    /// care-team policy confines.
+    /// The principal of a verified token: the subject's role, and `care_team` when the
+    /// care-team policy confines the subject.
     pub async fn new(
         s: &AppState,
         client_id: String,
         subject: String,
         grant: Grant,
     ) -> crate::error::Result<Self> {
-        let care_team = care_team_of(s, &subject, &grant).await?;
-        Ok(Principal { client_id, subject, grant, care_team, panel: None })
+        let user = if subject == client_id { None } else { s.engine.store.user(&subject).await? };
+        let care_team = user.as_ref().and_then(|u| care_team_of(s, u, &grant));
+        let role = user.map(|u| u.role);
+        Ok(Principal { client_id, subject, grant, care_team, panel: None, role })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin")
     }
 }
 
 /// Roles whose `user/` scopes the care-team policy confines.
 const CONFINED_ROLES: &[&str] = &["coordinator", "provider"];
 
-async fn care_team_of(s: &AppState, subject: &str, grant: &Grant) -> crate::error::Result<Option<String>> {
-    if !s.care_team_only || !grant.rules.iter().any(|r| r.context == crate::auth::Context::User) {
-        return Ok(None);
-    }
-    let Some(user) = s.engine.store.user(subject).await? else { return Ok(None) };
-    if !CONFINED_ROLES.contains(&user.role.as_str()) {
-        return Ok(None);
+fn care_team_of(s: &AppState, user: &crate::store::User, grant: &Grant) -> Option<String> {
+    if !s.care_team_only
+        || !grant.rules.iter().any(|r| r.context == crate::auth::Context::User)
+        || !CONFINED_ROLES.contains(&user.role.as_str())
+    {
+        return None;
     }
     let practitioner =
         user.fhir_user.as_deref().and_then(|f| f.strip_prefix("Practitioner/")).unwrap_or_default();
-    Ok(Some(practitioner.to_string()))
+    Some(practitioner.to_string())
 }
 
 /// The principal with its care-team panel for this request, when the policy applies: looked

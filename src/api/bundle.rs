@@ -129,6 +129,9 @@ fn full_url(ctx: &Ctx, v: &Version) -> String {
 /// `path` is the search's path below the base: `Patient` or `Patient/123/Immunization`.
 pub fn searchset(ctx: &Ctx, path: &str, query: &str, mut result: SearchResult) -> Result<Response> {
     super::auth::visible_includes(ctx.principal.as_deref(), &mut result);
+    for v in result.hits.iter().chain(&result.included) {
+        crate::engine::audit::note(&v.rtype, &v.id, Some(v.version), None);
+    }
     finish(ctx.out, &searchset_bundle(ctx, path, query, result)?)
 }
 

@@ -2,6 +2,7 @@
 //! Handlers parse HTTP into engine calls and engine results into FHIR responses; all FHIR rules
 //! live in the engine and below.
 
+mod audit;
 pub mod auth;
 pub mod authn;
 mod bulk;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub token_limiter: oauth::TokenLimiter,
     /// `access.care_team_only`: coordinators' and providers' `user/` scopes reach their panel.
     pub care_team_only: bool,
+    /// Where AuditEvents of reads and failures go (when authorization is on).
+    pub audit: Option<crate::engine::audit::AuditQueue>,
+    /// The queue's other end, taken by `server::serve` for its writer task.
+    pub audit_rx: std::sync::Mutex<Option<crate::engine::audit::AuditReceiver>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -76,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{ctype}/{cid}/{rtype}", get(search::search_compartment).post(search::compartment_post))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -86,6 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/fhir/",
             get(search::search_system)
                 .post(rest::system_post)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_token)),
         )
         .nest("/fhir", fhir)

@@ -12,6 +12,7 @@ use super::auth;
 use super::request::{Ctx, Return, parse_etag, read_body};
 use super::{AppState, bundle, respond};
 use crate::auth::Interaction;
+use crate::engine::audit;
 use crate::engine::{Outcome, Written};
 use crate::error::{Error, Issue, IssueCode, Result};
 use crate::resource::{self, instant};
@@ -212,6 +213,7 @@ pub async fn read(
         check_id(&id)?;
         ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let v = s.engine.read(&rtype, &id).await?;
+        audit::note(&rtype, &id, Some(v.version), Some(&v.body));
         if not_modified(&ctx, v.version, v.last_updated)? {
             let mut r = respond::empty(StatusCode::NOT_MODIFIED);
             respond::version_headers(&mut r, &v);
@@ -266,6 +268,7 @@ pub async fn vread(
         check_id(&id)?;
         ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let v = s.engine.vread(&rtype, &id, &vid).await?;
+        audit::note(&rtype, &id, Some(v.version), Some(&v.body));
         if not_modified(&ctx, v.version, v.last_updated)? {
             return Ok(respond::empty(StatusCode::NOT_MODIFIED));
         }
@@ -364,6 +367,12 @@ pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Respons
     ctx.run(async {
         ctx.unconfined_types(None, Interaction::Read, "system history")?;
         ctx.unconfined_types(None, Interaction::Search, "system history")?;
+        // It would show the audit log's entries too.
+        if !ctx.reaches_all("AuditEvent", Interaction::Read) {
+            return Err(Error::Forbidden(
+                "system history includes AuditEvents, which only admins read".into(),
+            ));
+        }
         history(&s, &ctx, HistoryScope::System, "_history".into()).await
     })
     .await

@@ -5,6 +5,7 @@
 //! resource + history + index rows in one store transaction. Writers that lose a race (a unique
 //! violation or serialization failure) are retried from the start, so no update is lost.
 
+pub mod audit;
 mod bulk;
 mod confine;
 mod include;

@@ -400,6 +400,9 @@ impl Engine {
         };
         tx.history(rkey, rtype, id, version, now, method, &body).await?;
         tx.set_index(&self.store, rtype, rkey, &index).await?;
+        if let Some(event) = self.write_audit(rtype, id, version, method, &index) {
+            self.put_audit(tx, event).await?;
+        }
         Ok(Version {
             rtype: rtype.into(),
             id: id.into(),
@@ -411,8 +414,28 @@ impl Engine {
         })
     }
 
+    /// Records a write's AuditEvent in the write's transaction.
+    async fn put_audit(&self, tx: &mut Tx, event: Value) -> Result<()> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = instant::now_ms();
+        let stamped = resource::stamp(event, &id, 1, now);
+        let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
+        let index = search::index::extract(&self.registry, "AuditEvent", &stamped);
+        let rkey = tx.insert("AuditEvent", &id, now, &body).await?;
+        tx.history(rkey, "AuditEvent", &id, 1, now, "POST", &body).await?;
+        tx.set_index(&self.store, "AuditEvent", rkey, &index).await
+    }
+
     async fn tombstone(&self, tx: &mut Tx, rtype: &str, id: &str, cur: Current) -> Result<i64> {
         let version = cur.version + 1;
+        if super::audit::current().is_some() && rtype != "AuditEvent" {
+            // The patients of what is deleted, from its last content.
+            let old = resource::parse_json(&tx.body(cur.rkey).await?)?;
+            let rows = search::index::extract(&self.registry, rtype, &old);
+            if let Some(event) = self.write_audit(rtype, id, version, "DELETE", &rows) {
+                self.put_audit(tx, event).await?;
+            }
+        }
         let now = instant::now_ms().max(cur.last_updated);
         tx.update(cur.rkey, version, now, true, b"").await?;
         tx.history(cur.rkey, rtype, id, version, now, "DELETE", b"").await?;

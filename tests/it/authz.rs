@@ -159,7 +159,9 @@ fn cases() -> Vec<Case> {
             Some("\"resourceType\":\"Practitioner\""),
         ),
         ("user/*.rs", M::GET, "", None, 200, None),
-        ("user/*.rs", M::GET, "_history", None, 200, None),
+        // System history would show the audit log, which only admins read.
+        ("user/*.rs", M::GET, "_history", None, 403, None),
+        ("system/*.rs", M::GET, "_history", None, 200, None),
         ("user/*.rs", M::GET, "Patient/p1/$everything", None, 200, None),
         ("user/*.rs", M::GET, "Patient/p1/*", None, 200, None),
         ("user/*.rs", M::POST, "Patient", p(), 403, None),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod authz;
 mod authz_patient;
 mod care_team;
