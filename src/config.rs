@@ -40,6 +40,13 @@ pub struct Config {
     pub bulk_jobs: bool,
     /// Largest `$import` upload accepted, in bytes.
     pub bulk_max_upload_bytes: u64,
+    /// With `auth = "smart"`: accept access tokens of this external issuer (its `iss`) instead
+    /// of issuing our own; the embedded authorization endpoints then answer 404.
+    pub auth_issuer: Option<String>,
+    /// The external issuer's JWKS: a file path or an `http://` URL, read at start.
+    pub auth_jwks: Option<String>,
+    /// The `aud` external tokens must carry; default: the FHIR base URL.
+    pub auth_audience: Option<String>,
 }
 
 impl Default for Config {
@@ -55,6 +62,9 @@ impl Default for Config {
             bulk_max_file_bytes: 64 * 1024 * 1024,
             bulk_jobs: true,
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            auth_issuer: None,
+            auth_jwks: None,
+            auth_audience: None,
         }
     }
 }

@@ -104,6 +104,15 @@ pub(crate) struct ServeArgs {
     /// Largest _count honoured (default 1000).
     #[arg(long, env = "HEARTH_MAX_COUNT")]
     max_count: Option<usize>,
+    /// Accept access tokens of this external issuer (with auth = smart) instead of our own.
+    #[arg(long, env = "HEARTH_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// The external issuer's JWKS: a file path or an http:// URL.
+    #[arg(long, env = "HEARTH_AUTH_JWKS")]
+    auth_jwks: Option<String>,
+    /// The audience external tokens must name (default: the FHIR base URL).
+    #[arg(long, env = "HEARTH_AUTH_AUDIENCE")]
+    auth_audience: Option<String>,
     /// Load the demo data set when the database has no patients.
     #[arg(long)]
     demo: bool,
@@ -133,6 +142,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_count {
             c.max_count = v;
+        }
+        for (flag, setting) in [
+            (&self.auth_issuer, &mut c.auth_issuer),
+            (&self.auth_jwks, &mut c.auth_jwks),
+            (&self.auth_audience, &mut c.auth_audience),
+        ] {
+            if let Some(v) = flag {
+                *setting = Some(v.clone());
+            }
         }
         Ok(c)
     }

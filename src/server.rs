@@ -26,6 +26,18 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         crate::config::AuthMode::Smart => Some(crate::auth::keys::Keys::load_or_create(&engine.store).await?),
     };
+    let external = match (&config.auth_issuer, &config.auth_jwks) {
+        (Some(issuer), Some(jwks)) if config.auth == crate::config::AuthMode::Smart => {
+            let ext =
+                crate::auth::external::External::load(issuer, jwks, config.auth_audience.as_deref()).await?;
+            tracing::info!("accepting access tokens of the external issuer {issuer}");
+            Some(Arc::new(ext))
+        }
+        (Some(_), None) => {
+            return Err(crate::Error::Internal("auth_issuer needs auth_jwks (a JWKS file or URL)".into()));
+        }
+        _ => None,
+    };
     Ok(Arc::new(AppState {
         engine,
         base_url: config.base_url.clone(),
@@ -35,6 +47,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         keys,
         tokens: Default::default(),
         token_limiter: Default::default(),
+        external,
     }))
 }
 
@@ -50,6 +63,10 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let stop_on_signal = stop.clone();
+    // Every node drops access tokens revoked on any node from its cache.
+    if state.keys.is_some() && state.external.is_none() {
+        tokio::spawn(api::authn::watch_revocations(state.clone(), stopped.clone()));
+    }
     let worker = state.engine.bulk.run_jobs.then(|| {
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_jobs(stopped).await })

@@ -4,15 +4,18 @@
 
 pub mod auth;
 pub mod authn;
+mod authorize;
 mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
 pub mod oauth;
+mod pages;
 mod request;
 mod respond;
 mod rest;
 mod search;
+mod smart;
 
 use std::sync::Arc;
 
@@ -44,6 +47,8 @@ pub struct AppState {
     pub tokens: authn::TokenCache,
     /// Token endpoint requests per client.
     pub token_limiter: oauth::TokenLimiter,
+    /// An external issuer whose tokens are accepted instead of ours (`auth_issuer`).
+    pub external: Option<Arc<crate::auth::external::External>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -57,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/$bulk-output/{job}/{file}", get(bulk::output_file))
         .route("/$import", post(bulk::import))
         .route("/$import-poll-status", get(bulk::import_status).delete(bulk::import_cancel))
+        .route("/.well-known/smart-configuration", get(smart::configuration))
         .route("/{rtype}/$export", get(bulk::export_type).post(bulk::export_type))
         .route("/{rtype}/$reindex", post(search::reindex_type))
         .route(
@@ -80,6 +86,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/auth/token", post(oauth::token))
         .route("/auth/jwks", get(oauth::jwks))
+        .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/auth/introspect", post(smart::introspect))
+        .route("/auth/revoke", post(smart::revoke))
+        .route("/.well-known/smart-configuration", get(smart::configuration))
         .route(
             "/fhir/",
             get(search::search_system)

@@ -5,8 +5,11 @@
 
 pub mod accounts;
 pub mod client_auth;
+pub mod external;
+pub mod flow;
 pub mod keys;
 pub mod scope;
+pub mod secrets;
 pub mod token;
 
 pub use scope::{Context, Grant, Interaction, Perms, Rule};

@@ -18,6 +18,7 @@ mod errors;
 mod export;
 mod formats;
 mod history;
+mod oauth_flow;
 mod paging;
 mod scopes;
 mod search;
