@@ -654,3 +654,147 @@ smart!(smart_configuration, |srv| {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
     assert!(!page.text().await.unwrap().contains("<b>"));
 });
+
+smart!(fhirclient_standalone_launch, |srv| {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fhirclient_launch.py");
+    let has_client = std::process::Command::new("python3")
+        .args(["-c", "import fhirclient, requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_client {
+        assert!(
+            std::env::var("HEARTH_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "HEARTH_REQUIRE_CLIENTS=1 but python3 with fhirclient is not installed (pip install -r tests/clients/requirements.txt)"
+        );
+        eprintln!("fhirclient not installed: skipping the real-client SMART launch test");
+        return;
+    }
+    let base = srv.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .env("HEARTH_BASE_URL", base)
+            .env("HEARTH_CLIENT_ID", "app")
+            .env("HEARTH_REDIRECT_URI", REDIRECT)
+            .env("HEARTH_USERNAME", "alice")
+            .env("HEARTH_PASSWORD", PASSWORD)
+            .env("HEARTH_PATIENT", "p1")
+            .env("HEARTH_PATIENT_NAME", "Ward")
+            .output()
+            .expect("python3")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "fhirclient SMART launch failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+});
+
+/// An external issuer's ES256 key, its JWKS file, and tokens it signs.
+struct Idp {
+    der: Vec<u8>,
+    kid: String,
+}
+
+impl Idp {
+    fn new(kid: &str) -> (Idp, Value) {
+        use p256::pkcs8::EncodePrivateKey;
+        let key = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let point = key.verifying_key().to_encoded_point(false);
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap()),
+                         "kid": kid, "alg": "ES256", "use": "sig"});
+        let der = key.to_pkcs8_der().unwrap().as_bytes().to_vec();
+        (Idp { der, kid: kid.into() }, jwk)
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.der)).unwrap()
+    }
+}
+
+async fn external_issuer(backend: Backend) {
+    const ISS: &str = "https://idp.example/realms/care";
+    let (idp, jwk) = Idp::new("k1");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [jwk]}).to_string()).unwrap();
+    let srv = Srv::start_on(&Db::new(backend).await, |c| {
+        c.auth = hearth::config::AuthMode::Smart;
+        c.auth_issuer = Some(ISS.into());
+        c.auth_jwks = Some(jwks.display().to_string());
+        c.auth_audience = Some("hearth-api".into());
+    })
+    .await;
+    let now = hearth::resource::instant::now_ms() / 1000;
+    let claims = |f: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": ISS, "aud": "hearth-api", "sub": "u-1", "azp": "web-app", "exp": now + 300,
+                           "iat": now, "scope": "openid user/Patient.cruds", "fhirUser": "Practitioner/pr1"});
+        f(&mut c);
+        c
+    };
+    let good = idp.sign(&claims(&|_| {}));
+    let p1 = json!({"resourceType": "Patient", "id": "p1"});
+    let resp = srv
+        .req(Method::PUT, "Patient/p1")
+        .bearer_auth(&good)
+        .header("content-type", "application/fhir+json")
+        .body(p1.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(read_patient(&srv, &good).await, 200);
+    // Scope as an array, client_id instead of azp, issuer with a trailing slash.
+    let array = idp.sign(&claims(&|c| {
+        c["scope"] = json!(["user/Patient.rs"]);
+        c["client_id"] = "cli".into();
+        c["iss"] = format!("{ISS}/").into();
+    }));
+    assert_eq!(read_patient(&srv, &array).await, 200);
+    let narrow = idp.sign(&claims(&|c| c["scope"] = "user/Observation.rs".into()));
+    assert_eq!(read_patient(&srv, &narrow).await, 403);
+    let (other, _) = Idp::new("k1");
+    let (unknown_kid, _) = Idp::new("k2");
+    for (why, token) in [
+        ("wrong issuer", idp.sign(&claims(&|c| c["iss"] = "https://evil.example".into()))),
+        ("wrong audience", idp.sign(&claims(&|c| c["aud"] = "other-api".into()))),
+        ("expired", idp.sign(&claims(&|c| c["exp"] = (now - 120).into()))),
+        ("unknown kid", unknown_kid.sign(&claims(&|_| {}))),
+        ("another key under the same kid", other.sign(&claims(&|_| {}))),
+        ("not a JWT", "nope".to_string()),
+    ] {
+        assert_eq!(read_patient(&srv, &token).await, 401, "{why}");
+    }
+    // Our own authorization server is off.
+    for path in ["/auth/authorize?client_id=x", "/.well-known/smart-configuration"] {
+        let resp = srv.client.get(format!("{}{path}", root(&srv))).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    let resp = srv
+        .client
+        .post(format!("{}/auth/token", root(&srv)))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_issuer_sqlite() {
+    external_issuer(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_issuer_postgres() {
+    if crate::support::postgres_available() {
+        external_issuer(Backend::Postgres).await;
+    }
+}
