@@ -321,4 +321,10 @@ impl Store {
         let n = on_writer!(self, pool => sqlx::query(sql).bind(username).bind(secret).execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
+
+    pub async fn set_password(&self, username: &str, hash: &str) -> Result<bool> {
+        let sql = "UPDATE auth_user SET password_hash = $2, failed_logins = 0, locked_until = NULL WHERE username = $1";
+        let n = on_writer!(self, pool => sqlx::query(sql).bind(username).bind(hash).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
 }

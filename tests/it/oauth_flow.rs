@@ -798,3 +798,65 @@ async fn external_issuer_postgres() {
         external_issuer(Backend::Postgres).await;
     }
 }
+
+/// `serve --demo` with `--auth smart` prints a ready demo client and user; a second start
+/// reuses them with a new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_accounts_are_printed_and_work() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("demo.db").display());
+    for _ in 0..2 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["serve", "--demo", "--auth", "smart", "--listen", "127.0.0.1:0", "--database", &database])
+            .current_dir(dir.path())
+            .env("HEARTH_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = || lines.next().unwrap().unwrap();
+        let base = next().strip_prefix("hearth listening on ").unwrap().to_string();
+        let client_line = next();
+        let user_line = next();
+        assert!(
+            client_line.starts_with(
+                "demo client: demo-app (public, PKCE) redirect_uri http://localhost:9000/callback"
+            ),
+            "{client_line}"
+        );
+        assert!(
+            client_line.contains("patient/*.rs user/*.cruds") && client_line.contains("offline_access"),
+            "{client_line}"
+        );
+        let password = user_line.split("password: ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        assert!(user_line.contains("fhirUser: Practitioner/pract-amara-okafor"), "{user_line}");
+        let root = base.trim_end_matches("/fhir").to_string();
+        let ch = challenge(VERIFIER);
+        let params = [
+            ("response_type", "code"),
+            ("client_id", "demo-app"),
+            ("redirect_uri", "http://localhost:9000/callback"),
+            ("scope", "openid fhirUser user/*.cruds"),
+            ("aud", base.as_str()),
+            ("code_challenge", ch.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        let page =
+            answer(browser().get(format!("{root}/auth/authorize")).query(&params).send().await.unwrap())
+                .await;
+        let id = page.pending();
+        let fields = [
+            ("pending", id.as_str()),
+            ("step", "login"),
+            ("username", "demo"),
+            ("password", password.as_str()),
+        ];
+        let page =
+            answer(browser().post(format!("{root}/auth/authorize")).form(&fields).send().await.unwrap())
+                .await;
+        assert!(page.body.contains("Allow access?"), "{}", page.body);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
