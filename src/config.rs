@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub enum AuthMode {
     /// No authorization: every request is allowed. For local development and tests.
     None,
-    /// SMART on FHIR with this server's own tokens (`hearth token`), being built: `user/` and
+    /// SMART on FHIR with this server's own tokens (or an external issuer's): `user/` and
     /// `system/` scopes are enforced per type; `patient/` and query-restricted scopes are
     /// refused with 403 until their confinement lands.
     Smart,

@@ -121,16 +121,7 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             "grant_type must be authorization_code, refresh_token or client_credentials",
         );
     }
-    let claimed = claimed_client(&headers, &form);
-    if let Some(wait) = s.token_limiter.check(&claimed) {
-        let mut resp = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "temporarily_unavailable",
-            "too many token requests for this client; try again later",
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(resp) = rate_limited(&s, &headers, &form) {
         return resp;
     }
     let base = super::request::base_url(&s, &headers);
@@ -167,6 +158,20 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         Ok(Err(e)) => oauth_error(StatusCode::BAD_REQUEST, e.error, &e.description),
         Err(e) => server_error(e),
     }
+}
+
+/// 429 when the claimed client has asked too often.
+fn rate_limited(s: &AppState, headers: &HeaderMap, form: &[(String, String)]) -> Option<Response> {
+    let wait = s.token_limiter.check(&claimed_client(headers, form))?;
+    let mut resp = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        "too many token requests for this client; try again later",
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(resp)
 }
 
 fn server_error(e: crate::error::Error) -> Response {

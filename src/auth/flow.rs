@@ -271,19 +271,34 @@ async fn respond(
         store.add_refresh(&hash(&refresh), &row, now).await?;
         body["refresh_token"] = refresh.into();
     }
-    let asked = Grant::parse(scope).unwrap_or_default();
-    if asked.has_other("openid") && (asked.has_other("fhirUser") || asked.has_other("profile")) {
-        let id = IdClaims {
-            iss: signer.issuer,
-            sub: &grant.username,
-            aud: &grant.client_id,
-            exp: claims.exp,
-            iat: claims.iat,
-            nonce,
-            // SMART: the fhirUser claim is the resource's absolute URL.
-            fhir_user: grant.fhir_user.as_ref().map(|f| format!("{}/{f}", signer.base)),
-        };
-        body["id_token"] = signer.keys.sign(&id)?.into();
+    if let Some(id_token) = id_token(signer, grant, scope, nonce, claims.iat, claims.exp)? {
+        body["id_token"] = id_token.into();
     }
     Ok(body)
+}
+
+/// The OpenID Connect id_token, when `openid` with `fhirUser` or `profile` is granted.
+fn id_token(
+    signer: &Signer<'_>,
+    grant: &RefreshGrant,
+    scope: &str,
+    nonce: Option<&str>,
+    iat: i64,
+    exp: i64,
+) -> Result<Option<String>> {
+    let asked = Grant::parse(scope).unwrap_or_default();
+    if !asked.has_other("openid") || !(asked.has_other("fhirUser") || asked.has_other("profile")) {
+        return Ok(None);
+    }
+    let claims = IdClaims {
+        iss: signer.issuer,
+        sub: &grant.username,
+        aud: &grant.client_id,
+        exp,
+        iat,
+        nonce,
+        // SMART: the fhirUser claim is the resource's absolute URL.
+        fhir_user: grant.fhir_user.as_ref().map(|f| format!("{}/{f}", signer.base)),
+    };
+    signer.keys.sign(&claims).map(Some)
 }
