@@ -62,3 +62,6 @@ CREATE TABLE auth_revoked (
     revoked  BIGINT  NOT NULL  -- ms
 );
 CREATE INDEX auth_revoked_at ON auth_revoked (revoked);
+
+-- The last TOTP time step accepted per user: a one-time code is accepted once (RFC 6238 §5.2).
+ALTER TABLE auth_user ADD COLUMN totp_last_step BIGINT;

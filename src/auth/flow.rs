@@ -69,9 +69,14 @@ pub async fn login(
         return Ok(None);
     }
     let password_ok = check_secret(password, &user.password_hash);
-    let totp_ok = match &user.totp_secret {
-        None => true,
-        Some(secret) => totp.is_some_and(|code| secrets::totp_matches(secret, code, now / 1000)),
+    let step = match (&user.totp_secret, totp) {
+        (Some(secret), Some(code)) => secrets::totp_step(secret, code, now / 1000),
+        _ => None,
+    };
+    let totp_ok = match step {
+        None => user.totp_secret.is_none(),
+        // Each code once: a code seen over the user's shoulder or replayed is refused.
+        Some(step) => password_ok && store.use_totp_step(username, step).await?,
     };
     if password_ok && totp_ok {
         store.login_succeeded(username).await?;

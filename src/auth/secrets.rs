@@ -92,12 +92,17 @@ pub fn totp(secret_b32: &str, unix: i64) -> Option<String> {
     Some(format!("{:06}", (word & 0x7fff_ffff) % 1_000_000))
 }
 
-/// Whether `code` is the TOTP of the step at `unix` or of the one before or after (clock drift,
-/// RFC 6238 §5.2).
-pub fn totp_matches(secret_b32: &str, code: &str, unix: i64) -> bool {
-    [-30, 0, 30].iter().any(|d| {
-        totp(secret_b32, unix + d).is_some_and(|c| constant_eq(c.as_bytes(), code.trim().as_bytes()))
+/// The time step (`unix / 30`) whose TOTP `code` is, among the step at `unix` and the ones
+/// just before and after (clock drift, RFC 6238 §5.2).
+pub fn totp_step(secret_b32: &str, code: &str, unix: i64) -> Option<i64> {
+    [-30, 0, 30].iter().map(|d| unix + d).find_map(|t| {
+        let matches = totp(secret_b32, t).is_some_and(|c| constant_eq(c.as_bytes(), code.trim().as_bytes()));
+        matches.then_some(t / 30)
     })
+}
+
+pub fn totp_matches(secret_b32: &str, code: &str, unix: i64) -> bool {
+    totp_step(secret_b32, code, unix).is_some()
 }
 
 /// The `otpauth://` URI an authenticator app scans.

@@ -327,4 +327,13 @@ impl Store {
         let n = on_writer!(self, pool => sqlx::query(sql).bind(username).bind(hash).execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
+
+    /// Records the TOTP time step of an accepted code; false if that step or a later one was
+    /// used already (a replayed code).
+    pub async fn use_totp_step(&self, username: &str, step: i64) -> Result<bool> {
+        let sql = "UPDATE auth_user SET totp_last_step = $2 \
+                   WHERE username = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)";
+        let n = on_writer!(self, pool => sqlx::query(sql).bind(username).bind(step).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
 }

@@ -478,6 +478,9 @@ smart!(login_lockout_and_totp, |srv| {
     let ok = login(srv, &page, "bob", PASSWORD, &code).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("Allow access?"));
+    // The same code does not work twice.
+    let page = start().await;
+    assert_eq!(login(srv, &page, "bob", PASSWORD, &code).await.status, 401);
 });
 
 /// RFC 6238 TOTP computed here from the base32 secret, independently of the server's code.
