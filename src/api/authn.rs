@@ -83,7 +83,7 @@ async fn verify(
     issuer: &str,
 ) -> Result<(Principal, i64, Option<String>), Error> {
     if let Some(ext) = &s.external {
-        let v = ext.verify(token, base).map_err(|e| Error::Unauthorized(e.to_string()))?;
+        let v = ext.verify_fresh(token, base).await.map_err(|e| Error::Unauthorized(e.to_string()))?;
         return Ok((Principal { client_id: v.client_id, subject: v.subject, grant: v.grant }, v.exp, None));
     }
     let claims = crate::auth::token::verify(keys, token, issuer, base)

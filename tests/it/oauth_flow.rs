@@ -760,6 +760,13 @@ async fn external_issuer(backend: Backend) {
         c["iss"] = format!("{ISS}/").into();
     }));
     assert_eq!(read_patient(&srv, &array).await, 200);
+    // The issuer rotates keys: a token with a new kid makes the server read the JWKS again.
+    let (rotated, new_jwk) = Idp::new("k3");
+    let old_jwk: Value =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&jwks).unwrap()).unwrap()["keys"][0].clone();
+    std::fs::write(&jwks, json!({"keys": [old_jwk, new_jwk]}).to_string()).unwrap();
+    assert_eq!(read_patient(&srv, &rotated.sign(&claims(&|_| {}))).await, 200);
+    assert_eq!(read_patient(&srv, &good).await, 200);
     let narrow = idp.sign(&claims(&|c| c["scope"] = "user/Observation.rs".into()));
     assert_eq!(read_patient(&srv, &narrow).await, 403);
     let (other, _) = Idp::new("k1");
