@@ -212,7 +212,8 @@ async fn step(s: &AppState, form: &Form) -> Result<Response> {
     };
     match (param(form, "step"), &p.username) {
         (Some("login"), _) => login(s, id, p, form).await,
-        (Some("patient"), Some(_)) => pick(s, id, p, form).await,
+        // Only while a patient is still needed: a launch's patient is not replaced.
+        (Some("patient"), Some(_)) if p.needs_patient() => pick(s, id, p, form).await,
         (Some("consent"), Some(_)) if !p.needs_patient() => consent(s, id, p, form).await,
         _ => next_page(s, id, &p, "").await,
     }

@@ -352,8 +352,11 @@ smart!(ehr_launch_with_a_launch_id, |srv| {
     let page =
         authorize(srv, &request(srv, scope, &[("code_challenge", ch), ("launch", launch.as_str())])).await;
     let page = login(srv, &page, "alice", PASSWORD, "").await;
-    // The launch gave the patient: straight to consent.
+    // The launch gave the patient: straight to consent, and the picker cannot replace it.
     assert!(page.body.contains("Patient/p2"), "{}", page.body);
+    let id = page.pending();
+    let page = post_page(srv, &[("pending", id.as_str()), ("step", "patient"), ("patient", "p1")]).await;
+    assert!(page.body.contains("Patient/p2") && !page.body.contains("Patient/p1"), "{}", page.body);
     let q = consent(srv, &page, "approve").await.redirect();
     let (status, tokens) = exchange(srv, &q["code"], VERIFIER).await;
     assert_eq!(status, 200, "{tokens}");
