@@ -27,6 +27,7 @@ CREATE TABLE auth_code (
     expires         BIGINT  NOT NULL, -- ms
     used            BIGINT            -- ms, once exchanged
 );
+CREATE INDEX auth_code_expires ON auth_code (expires);
 
 -- Refresh tokens, by SHA-256 (hex). Each use rotates: the old row is marked revoked and a new
 -- one is added to the same family (the code that started the grant), so that a replayed code
@@ -44,6 +45,8 @@ CREATE TABLE auth_refresh (
     revoked     BIGINT            -- ms
 );
 CREATE INDEX auth_refresh_family ON auth_refresh (family);
+-- Expired rows are purged as new ones are added.
+CREATE INDEX auth_refresh_expires ON auth_refresh (expires);
 
 -- EHR launch contexts (`hearth launch`): a launch id names the patient (and encounter) an
 -- app is launched for, for a few minutes.
@@ -62,6 +65,7 @@ CREATE TABLE auth_revoked (
     revoked  BIGINT  NOT NULL  -- ms
 );
 CREATE INDEX auth_revoked_at ON auth_revoked (revoked);
+CREATE INDEX auth_revoked_exp ON auth_revoked (exp);
 
 -- The last TOTP time step accepted per user: a one-time code is accepted once (RFC 6238 §5.2).
 ALTER TABLE auth_user ADD COLUMN totp_last_step BIGINT;
