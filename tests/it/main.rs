@@ -19,6 +19,7 @@ mod export;
 mod formats;
 mod history;
 mod oauth_flow;
+mod oauth_setups;
 mod paging;
 mod scopes;
 mod search;
