@@ -82,6 +82,22 @@ struct UserAdd {
     /// coordinator, provider, admin, patient or staff.
     #[arg(long, default_value = "provider")]
     role: String,
+    /// Require a TOTP second factor: prints the secret and an otpauth:// URI for an
+    /// authenticator app.
+    #[arg(long)]
+    totp: bool,
+}
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The patient the app is launched for.
+    #[arg(long)]
+    patient: String,
+    /// The encounter, if any.
+    #[arg(long)]
+    encounter: Option<String>,
 }
 
 #[derive(Args)]
@@ -151,6 +167,27 @@ pub async fn user(args: UserArgs) -> anyhow::Result<()> {
         u.role,
         u.fhir_user.map(|f| format!(", {f}")).unwrap_or_default()
     );
+    if a.totp {
+        let secret = hearth::auth::secrets::new_totp_secret();
+        store.set_totp(&u.username, Some(&secret)).await?;
+        println!("TOTP secret (base32): {secret}");
+        println!("{}", hearth::auth::secrets::otpauth_uri("Hearth", &u.username, &secret));
+    }
+    Ok(())
+}
+
+/// `hearth launch`: an EHR launch id for a patient (and encounter), valid five minutes. The
+/// EHR passes it to the app as `launch`; the app sends it on to /auth/authorize.
+pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
+    for id in std::iter::once(&args.patient).chain(args.encounter.as_ref()) {
+        if !hearth::resource::valid_id(id) {
+            bail!("'{id}' is not a valid resource id");
+        }
+    }
+    let (_, store) = open(&args.serve).await?;
+    let id =
+        hearth::auth::flow::create_launch(&store, Some(&args.patient), args.encounter.as_deref()).await?;
+    println!("{id}");
     Ok(())
 }
 

@@ -10,8 +10,9 @@ use serde::Deserialize;
 pub enum AuthMode {
     /// No authorization: every request is allowed. For local development and tests.
     None,
-    /// SMART on FHIR with this server's own tokens: scopes enforced per type and interaction,
-    /// `patient/` scopes confined to the patient's compartment, v2 query restrictions applied.
+    /// SMART on FHIR with this server's own tokens (or an external issuer's): scopes enforced
+    /// per type and interaction, `patient/` scopes confined to the patient's compartment, v2
+    /// query restrictions applied.
     Smart,
 }
 
@@ -39,6 +40,13 @@ pub struct Config {
     pub bulk_jobs: bool,
     /// Largest `$import` upload accepted, in bytes.
     pub bulk_max_upload_bytes: u64,
+    /// With `auth = "smart"`: accept access tokens of this external issuer (its `iss`) instead
+    /// of issuing our own; the embedded authorization endpoints then answer 404.
+    pub auth_issuer: Option<String>,
+    /// The external issuer's JWKS: a file path or an `http://` URL, read at start.
+    pub auth_jwks: Option<String>,
+    /// The `aud` external tokens must carry; default: the FHIR base URL.
+    pub auth_audience: Option<String>,
     /// Access policy beyond scopes (`[access]`).
     pub access: Access,
 }
@@ -73,6 +81,9 @@ impl Default for Config {
             bulk_jobs: true,
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
             access: Access::default(),
+            auth_issuer: None,
+            auth_jwks: None,
+            auth_audience: None,
         }
     }
 }

@@ -25,3 +25,50 @@ pub async fn load_if_empty(engine: &Engine) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// The demo app and user of `serve --demo` with `auth = "smart"`.
+pub struct DemoAccounts {
+    pub client_id: &'static str,
+    pub redirect_uri: &'static str,
+    pub scopes: &'static str,
+    pub username: &'static str,
+    pub password: String,
+    pub fhir_user: Option<String>,
+}
+
+const DEMO_CLIENT: &str = "demo-app";
+const DEMO_REDIRECT: &str = "http://localhost:9000/callback";
+const DEMO_SCOPES: &str =
+    "launch launch/patient openid fhirUser profile offline_access online_access patient/*.rs user/*.cruds";
+const DEMO_USER: &str = "demo";
+const DEMO_PRACTITIONER: &str = "pract-amara-okafor";
+
+/// Creates the demo client and user unless they exist. The user's password is new at every
+/// start (only its hash is stored, so an old one could not be printed again).
+pub async fn ensure_accounts(engine: &Engine) -> Result<DemoAccounts> {
+    use crate::auth::accounts::{self, Credential};
+    let store = &engine.store;
+    if store.client(DEMO_CLIENT).await?.is_none() {
+        accounts::add_client(store, DEMO_CLIENT, Credential::Public, &[DEMO_REDIRECT.into()], DEMO_SCOPES)
+            .await?;
+    }
+    let fhir_user = engine
+        .read("Practitioner", DEMO_PRACTITIONER)
+        .await
+        .ok()
+        .map(|_| format!("Practitioner/{DEMO_PRACTITIONER}"));
+    let password = crate::auth::secrets::random_secret().chars().take(20).collect::<String>();
+    if store.user(DEMO_USER).await?.is_none() {
+        accounts::add_user(store, DEMO_USER, &password, fhir_user.as_deref(), "provider").await?;
+    } else {
+        store.set_password(DEMO_USER, &accounts::hash_secret(&password)?).await?;
+    }
+    Ok(DemoAccounts {
+        client_id: DEMO_CLIENT,
+        redirect_uri: DEMO_REDIRECT,
+        scopes: DEMO_SCOPES,
+        username: DEMO_USER,
+        password,
+        fhir_user,
+    })
+}

@@ -36,6 +36,8 @@ enum Command {
     User(auth_cli::UserArgs),
     /// Mint an access token for a registered client straight from the database (scripts, tests).
     Token(auth_cli::TokenArgs),
+    /// Create an EHR launch id (SMART EHR launch) for a patient, valid five minutes.
+    Launch(auth_cli::LaunchArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +106,15 @@ pub(crate) struct ServeArgs {
     /// Largest _count honoured (default 1000).
     #[arg(long, env = "HEARTH_MAX_COUNT")]
     max_count: Option<usize>,
+    /// Accept access tokens of this external issuer (with auth = smart) instead of our own.
+    #[arg(long, env = "HEARTH_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// The external issuer's JWKS: a file path or an http:// URL.
+    #[arg(long, env = "HEARTH_AUTH_JWKS")]
+    auth_jwks: Option<String>,
+    /// The audience external tokens must name (default: the FHIR base URL).
+    #[arg(long, env = "HEARTH_AUTH_AUDIENCE")]
+    auth_audience: Option<String>,
     /// Load the demo data set when the database has no patients.
     #[arg(long)]
     demo: bool,
@@ -134,6 +145,15 @@ impl ServeArgs {
         if let Some(v) = self.max_count {
             c.max_count = v;
         }
+        for (flag, setting) in [
+            (&self.auth_issuer, &mut c.auth_issuer),
+            (&self.auth_jwks, &mut c.auth_jwks),
+            (&self.auth_audience, &mut c.auth_audience),
+        ] {
+            if let Some(v) = flag {
+                *setting = Some(v.clone());
+            }
+        }
         Ok(c)
     }
 }
@@ -156,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             Command::Client(args) => auth_cli::client(args).await,
             Command::User(args) => auth_cli::user(args).await,
             Command::Token(args) => auth_cli::token(args).await,
+            Command::Launch(args) => auth_cli::launch(args).await,
             Command::Import(args) => {
                 let config = args.serve.config()?;
                 let state = hearth::server::state(&config)
@@ -202,9 +223,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let state =
         hearth::server::state(&config).await.with_context(|| format!("opening {}", config.database))?;
+    let mut demo_accounts = None;
     if args.demo {
         let n = hearth::demo::load_if_empty(&state.engine).await.context("loading the demo data")?;
         tracing::info!("demo data: {n} resources loaded");
+        if state.keys.is_some() && state.external.is_none() {
+            demo_accounts = Some(
+                hearth::demo::ensure_accounts(&state.engine).await.context("creating the demo accounts")?,
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -212,6 +239,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a random port.
     println!("hearth listening on http://{addr}/fhir");
+    if let Some(d) = demo_accounts {
+        // After the listening line, which scripts read first; a closed stdout is no error.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "demo client: {} (public, PKCE) redirect_uri {} scopes \"{}\"\ndemo user: {} password: {}{}",
+            d.client_id,
+            d.redirect_uri,
+            d.scopes,
+            d.username,
+            d.password,
+            d.fhir_user.map(|f| format!(" fhirUser: {f}")).unwrap_or_default(),
+        );
+    }
     tracing::info!("serving FHIR R4 at http://{addr}/fhir on {}", config.database);
     hearth::server::serve(state, listener, hearth::server::shutdown_signal()).await?;
     Ok(())

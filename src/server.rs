@@ -31,6 +31,18 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         Some((q, rx)) => (Some(q), Some(rx)),
         None => (None, None),
     };
+    let external = match (&config.auth_issuer, &config.auth_jwks) {
+        (Some(issuer), Some(jwks)) if config.auth == crate::config::AuthMode::Smart => {
+            let ext =
+                crate::auth::external::External::load(issuer, jwks, config.auth_audience.as_deref()).await?;
+            tracing::info!("accepting access tokens of the external issuer {issuer}");
+            Some(Arc::new(ext))
+        }
+        (Some(_), None) => {
+            return Err(crate::Error::Internal("auth_issuer needs auth_jwks (a JWKS file or URL)".into()));
+        }
+        _ => None,
+    };
     Ok(Arc::new(AppState {
         engine,
         base_url: config.base_url.clone(),
@@ -43,6 +55,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         care_team_only: config.access.care_team_only,
         audit,
         audit_rx: std::sync::Mutex::new(audit_rx),
+        external,
     }))
 }
 
@@ -65,6 +78,10 @@ pub async fn serve(
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_audit_writer(rx, audit_stopped).await })
     });
+    // Every node drops access tokens revoked on any node from its cache.
+    if state.keys.is_some() && state.external.is_none() {
+        tokio::spawn(api::authn::watch_revocations(state.clone(), stopped.clone()));
+    }
     let worker = state.engine.bulk.run_jobs.then(|| {
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_jobs(stopped).await })

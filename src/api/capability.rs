@@ -29,9 +29,37 @@ const TYPE_INTERACTIONS: &[&str] = &[
 
 pub async fn metadata(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response {
     ctx.run(async {
-        Ok(respond::value(StatusCode::OK, ctx.out, &capability_statement(&ctx.base, &s.engine.registry)))
+        let mut statement = capability_statement(&ctx.base, &s.engine.registry);
+        if s.keys.is_some() && s.external.is_none() {
+            statement["rest"][0]["security"] = security(&ctx.base);
+        }
+        Ok(respond::value(StatusCode::OK, ctx.out, &statement))
     })
     .await
+}
+
+/// SMART on FHIR in the CapabilityStatement: older clients (Python fhirclient among them) find
+/// the OAuth endpoints here rather than in `/.well-known/smart-configuration`.
+fn security(base: &str) -> Value {
+    const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+    let issuer = crate::auth::token::issuer_for(base);
+    let uri = |name: &str, path: &str| json!({"url": name, "valueUri": format!("{issuer}/{path}")});
+    json!({
+        "cors": false,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR",
+        }]}],
+        "extension": [{
+            "url": OAUTH_URIS,
+            "extension": [
+                uri("authorize", "authorize"),
+                uri("token", "token"),
+                uri("introspect", "introspect"),
+                uri("revoke", "revoke"),
+            ],
+        }],
+    })
 }
 
 pub fn capability_statement(base: &str, registry: &Registry) -> Value {

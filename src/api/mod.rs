@@ -5,15 +5,18 @@
 mod audit;
 pub mod auth;
 pub mod authn;
+mod authorize;
 mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
 pub mod oauth;
+mod pages;
 mod request;
 mod respond;
 mod rest;
 mod search;
+mod smart;
 
 use std::sync::Arc;
 
@@ -51,6 +54,8 @@ pub struct AppState {
     pub audit: Option<crate::engine::audit::AuditQueue>,
     /// The queue's other end, taken by `server::serve` for its writer task.
     pub audit_rx: std::sync::Mutex<Option<crate::engine::audit::AuditReceiver>>,
+    /// An external issuer whose tokens are accepted instead of ours (`auth_issuer`).
+    pub external: Option<Arc<crate::auth::external::External>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -64,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/$bulk-output/{job}/{file}", get(bulk::output_file))
         .route("/$import", post(bulk::import))
         .route("/$import-poll-status", get(bulk::import_status).delete(bulk::import_cancel))
+        .route("/.well-known/smart-configuration", get(smart::configuration))
         .route("/{rtype}/$export", get(bulk::export_type).post(bulk::export_type))
         .route("/{rtype}/$reindex", post(search::reindex_type))
         .route(
@@ -88,6 +94,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/auth/token", post(oauth::token))
         .route("/auth/jwks", get(oauth::jwks))
+        .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/auth/introspect", post(smart::introspect))
+        .route("/auth/revoke", post(smart::revoke))
+        .route("/.well-known/smart-configuration", get(smart::configuration))
         .route(
             "/fhir/",
             get(search::search_system)

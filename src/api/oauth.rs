@@ -1,7 +1,8 @@
-//! The embedded authorization server's HTTP endpoints (`auth = "smart"`), being built:
-//! `POST /auth/token` with `client_credentials` (SMART Backend Services: `private_key_jwt`, or
-//! a client secret by HTTP Basic), and `GET /auth/jwks`. The authorization-code flow comes next;
-//! other grant types answer `unsupported_grant_type`.
+//! The embedded authorization server's token endpoint (`auth = "smart"`): `POST /auth/token`
+//! with `authorization_code` and `refresh_token` (SMART App Launch; the grant logic is in
+//! `auth::flow`) and `client_credentials` (SMART Backend Services: `private_key_jwt`, or a
+//! client secret by HTTP Basic); and `GET /auth/jwks`. Other grant types answer
+//! `unsupported_grant_type`.
 
 use std::sync::Arc;
 
@@ -13,13 +14,14 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::auth::client_auth::{self, ClientError};
+use crate::auth::flow::{self, GrantError};
 use crate::auth::{Context, Grant, token};
 use crate::store::Client;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An OAuth error response (RFC 6749 §5.2).
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(super) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut resp = json_response(status, &json!({"error": error, "error_description": description}));
     no_store(&mut resp);
     if status == StatusCode::UNAUTHORIZED {
@@ -29,13 +31,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     resp
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-fn no_store(resp: &mut Response) {
+pub(super) fn no_store(resp: &mut Response) {
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
@@ -57,7 +59,10 @@ fn claimed_client(headers: &HeaderMap, form: &[(String, String)]) -> String {
         .and_then(|raw| String::from_utf8(raw).ok());
     match basic.as_deref().and_then(|b| b.split_once(':')) {
         Some((id, _)) => format!("basic:{id}"),
-        None => "anonymous".into(),
+        None => match param(form, "client_id") {
+            Some(id) => format!("public:{id}"),
+            None => "anonymous".into(),
+        },
     }
 }
 
@@ -89,7 +94,7 @@ impl TokenLimiter {
     }
 }
 
-fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -104,68 +109,104 @@ pub async fn jwks(State(s): State<Arc<AppState>>) -> Response {
 /// `POST /auth/token`.
 pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(keys) = &s.keys else { return StatusCode::NOT_FOUND.into_response() };
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let param = |name: &str| param(&form, name);
-    match param("grant_type") {
-        Some("client_credentials") => {}
-        Some("authorization_code" | "refresh_token") => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "this grant type is not available yet",
-            );
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "grant_type must be client_credentials",
-            );
-        }
+    if s.external.is_some() {
+        return StatusCode::NOT_FOUND.into_response();
     }
-    let claimed = claimed_client(&headers, &form);
-    if let Some(wait) = s.token_limiter.check(&claimed) {
-        let mut resp = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "temporarily_unavailable",
-            "too many token requests for this client; try again later",
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let grant_type = param(&form, "grant_type").unwrap_or_default().to_string();
+    if !matches!(grant_type.as_str(), "client_credentials" | "authorization_code" | "refresh_token") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
         );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    }
+    if let Some(resp) = rate_limited(&s, &headers, &form) {
         return resp;
     }
     let base = super::request::base_url(&s, &headers);
     let issuer = token::issuer_for(&base);
-    let client = match authenticate(&s, &headers, &form, &format!("{issuer}/token")).await {
+    let public_ok = grant_type != "client_credentials";
+    let client = match client_of(&s, &headers, &form, &format!("{issuer}/token"), public_ok).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &e.0),
-        Err(e) => {
-            tracing::error!("token endpoint: {e}");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error");
+        Err(e) => return server_error(e),
+    };
+    let signer = flow::Signer { keys, issuer: &issuer, base: &base };
+    let result = match grant_type.as_str() {
+        "authorization_code" => {
+            let Some(code) = param(&form, "code") else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
+            };
+            let (redirect, verifier) = (param(&form, "redirect_uri"), param(&form, "code_verifier"));
+            flow::exchange_code(&s.engine.store, &signer, &client, code, redirect, verifier).await
         }
+        "refresh_token" => {
+            let Some(refresh) = param(&form, "refresh_token") else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
+            };
+            flow::refresh(&s.engine.store, &signer, &client, refresh, param(&form, "scope")).await
+        }
+        _ => Ok(client_credentials(&signer, &client, param(&form, "scope"))),
     };
-    let Some(scope) = param("scope").filter(|s| !s.trim().is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope is required");
-    };
+    match result {
+        Ok(Ok(body)) => {
+            let mut resp = json_response(StatusCode::OK, &body);
+            no_store(&mut resp);
+            resp
+        }
+        Ok(Err(e)) => oauth_error(StatusCode::BAD_REQUEST, e.error, &e.description),
+        Err(e) => server_error(e),
+    }
+}
+
+/// 429 when the claimed client has asked too often. The limit slows the guessing of a client's
+/// secret; a public client has none (what it presents, a code or refresh token, is 256 bits of
+/// randomness) and all users of one app share its id, so its requests are not counted.
+fn rate_limited(s: &AppState, headers: &HeaderMap, form: &[(String, String)]) -> Option<Response> {
+    let claimed = claimed_client(headers, form);
+    if claimed.starts_with("public:") {
+        return None;
+    }
+    let wait = s.token_limiter.check(&claimed)?;
+    let mut resp = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        "too many token requests for this client; try again later",
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(resp)
+}
+
+fn server_error(e: crate::error::Error) -> Response {
+    tracing::error!("token endpoint: {e}");
+    oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+}
+
+/// SMART Backend Services: `system/` scopes for the client itself.
+fn client_credentials(
+    signer: &flow::Signer<'_>,
+    client: &Client,
+    scope: Option<&str>,
+) -> Result<Value, GrantError> {
+    let refuse = |d: &str| Err(GrantError { error: "invalid_scope", description: d.to_string() });
+    let Some(scope) = scope.filter(|s| !s.trim().is_empty()) else { return refuse("scope is required") };
     let requested = match Grant::parse(scope) {
         Ok(g) => g,
-        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.0),
+        Err(e) => return refuse(&e.0),
     };
     if requested.rules.is_empty() || requested.rules.iter().any(|r| r.context != Context::System) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "client_credentials grants system/ scopes only",
-        );
+        return refuse("client_credentials grants system/ scopes only");
     }
     let allowed = Grant::parse(&client.scopes).unwrap_or_default();
     if let Err(e) = allowed.covers(&requested) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e);
+        return refuse(&e);
     }
     let request = token::Request {
-        issuer: &issuer,
-        audience: &base,
+        issuer: signer.issuer,
+        audience: signer.base,
         client_id: &client.client_id,
         subject: &client.client_id,
         scope,
@@ -173,27 +214,42 @@ pub async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         fhir_user: None,
         lifetime_seconds: token::ACCESS_TOKEN_SECONDS,
     };
-    match token::mint(keys, &request) {
-        Ok((access_token, claims)) => {
-            let body: Value = json!({
-                "access_token": access_token,
-                "token_type": "bearer",
-                "expires_in": claims.exp - claims.iat,
-                "scope": claims.scope,
-            });
-            let mut resp = json_response(StatusCode::OK, &body);
-            no_store(&mut resp);
-            resp
-        }
+    match token::mint(signer.keys, &request) {
+        Ok((access_token, claims)) => Ok(json!({
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_in": claims.exp - claims.iat,
+            "scope": claims.scope,
+        })),
         Err(e) => {
             tracing::error!("token endpoint: {e}");
-            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+            Err(GrantError { error: "server_error", description: "internal error".into() })
         }
     }
 }
 
+/// The client making a request: authenticated by secret or assertion, or — where a public
+/// client may ask (`public_ok`) — named by `client_id` alone and registered as public.
+pub(super) async fn client_of(
+    s: &AppState,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    token_url: &str,
+    public_ok: bool,
+) -> crate::error::Result<Result<Client, ClientError>> {
+    let credentials =
+        headers.contains_key(header::AUTHORIZATION) || param(form, "client_assertion").is_some();
+    match param(form, "client_id") {
+        Some(id) if public_ok && !credentials => match s.engine.store.client(id).await? {
+            Some(c) if c.kind == "public" => Ok(Ok(c)),
+            _ => Ok(Err(ClientError("unknown public client, or this client must authenticate".into()))),
+        },
+        _ => authenticate(s, headers, form, token_url).await,
+    }
+}
+
 /// The client, by HTTP Basic (`client_secret_basic`) or by a signed assertion.
-async fn authenticate(
+pub(super) async fn authenticate(
     s: &AppState,
     headers: &HeaderMap,
     form: &[(String, String)],

@@ -1,13 +1,16 @@
-//! SMART on FHIR authorization (issue 6, being built): so far the scope model, the server's
-//! signing keys, access tokens, and clients and users with the CLI that manages them
-//! (`hearth client|user|token`). Nothing here is wired into request handling yet:
-//! `--auth none` is still the only mode.
+//! SMART on FHIR authorization (issue 6): the scope model, the server's signing keys, access
+//! tokens, clients and users (`hearth client|user|token|launch`), the authorization-code flow
+//! (`flow`), and tokens of an external issuer (`external`). The HTTP side is in `api::authn`,
+//! `api::auth`, `api::oauth`, `api::authorize` and `api::smart`.
 
 pub mod accounts;
 pub mod client_auth;
+pub mod external;
+pub mod flow;
 pub mod keys;
 pub mod reach;
 pub mod scope;
+pub mod secrets;
 pub mod token;
 
 pub use reach::{Confine, Reach};

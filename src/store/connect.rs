@@ -30,6 +30,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "rkey and pid", include_str!("../../migrations/sqlite/0004_rkey_pid.sql")),
     (5, "bulk jobs", include_str!("../../migrations/sqlite/0005_bulk.sql")),
     (6, "auth keys", include_str!("../../migrations/sqlite/0006_auth.sql")),
+    (7, "oauth flows", include_str!("../../migrations/sqlite/0007_oauth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -38,6 +39,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "rkey and pid", include_str!("../../migrations/postgres/0004_rkey_pid.sql")),
     (5, "bulk jobs", include_str!("../../migrations/postgres/0005_bulk.sql")),
     (6, "auth keys", include_str!("../../migrations/postgres/0006_auth.sql")),
+    (7, "oauth flows", include_str!("../../migrations/postgres/0007_oauth.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

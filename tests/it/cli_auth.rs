@@ -79,6 +79,26 @@ async fn accounts_round(database: &str) {
         "role",
     );
 
+    // A second factor: the secret and an otpauth:// URI are printed, and stored.
+    let bob = ["user", "add", "--username", "bob", "--password-stdin", "--totp"];
+    let out = ok(&hearth(&bob, database, Some("a long passphrase 42\n")));
+    let uri = out.lines().find(|l| l.starts_with("otpauth://totp/Hearth:bob?secret=")).expect(&out);
+    let secret = out.lines().find_map(|l| l.strip_prefix("TOTP secret (base32): ")).expect(&out);
+    assert!(uri.contains(secret) && uri.contains("digits=6") && uri.contains("period=30"), "{uri}");
+    // An EHR launch id.
+    let launch = ok(&hearth(&["launch", "--patient", "p1", "--encounter", "e1"], database, None));
+    let launch = launch.trim().to_string();
+    refused(&hearth(&["launch", "--patient", "no way"], database, None), "not a valid");
+    {
+        let store = hearth::store::Store::open(database).await.unwrap();
+        assert_eq!(store.user("bob").await.unwrap().unwrap().totp_secret.as_deref(), Some(secret));
+        let now = hearth::resource::instant::now_ms();
+        let context = store.launch(&launch, now).await.unwrap();
+        assert_eq!(context, Some((Some("p1".to_string()), Some("e1".to_string()))));
+        assert_eq!(store.launch(&launch, now + 301_000).await.unwrap(), None, "five minutes");
+        store.close().await;
+    }
+
     let token = ["token", "--client-id", "app", "--scopes", "patient/Observation.rs launch/patient"];
     refused(&hearth(&token, database, None), "need a patient");
     let out = ok(&hearth(&[&token[..], &["--patient", "p1"]].concat(), database, None));

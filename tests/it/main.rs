@@ -21,6 +21,8 @@ mod errors;
 mod export;
 mod formats;
 mod history;
+mod oauth_flow;
+mod oauth_setups;
 mod paging;
 mod scopes;
 mod search;
