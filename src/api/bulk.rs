@@ -81,6 +81,7 @@ async fn kickoff(s: &Arc<AppState>, ctx: &Ctx, level: ExportLevel, body: Body) -
     let request = format!("{}{}", ctx.base, ctx.path.strip_prefix("/fhir").unwrap_or(&ctx.path))
         + &if ctx.raw_query.is_empty() { String::new() } else { format!("?{}", ctx.raw_query) };
     let id = s.engine.export_kickoff(&params, &request).await?;
+    bind_to_client(s, ctx, &id).await?;
     accepted(ctx, &format!("{}/$export-poll-status?_jobId={id}", ctx.base), "the export job is queued")
 }
 
@@ -124,6 +125,24 @@ fn parameters(body: &Value) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// A job started with a token belongs to that token's client.
+pub(super) async fn bind_to_client(s: &AppState, ctx: &Ctx, id: &str) -> Result<()> {
+    match &ctx.principal {
+        Some(p) => s.engine.store.set_job_client(id, &p.client_id).await,
+        None => Ok(()),
+    }
+}
+
+/// That the caller's client started job `id` (when it was started with a token); another
+/// client's job reads as not found.
+async fn check_owner(s: &AppState, ctx: &Ctx, id: &str) -> Result<()> {
+    let Some(job) = s.engine.store.job(id).await? else { return Ok(()) };
+    match (&job.client_id, &ctx.principal) {
+        (Some(owner), Some(p)) if *owner != p.client_id => Err(Error::NotFound(format!("no bulk job {id}"))),
+        _ => Ok(()),
+    }
+}
+
 fn job_id(ctx: &Ctx) -> Result<String> {
     ctx.query
         .iter()
@@ -144,6 +163,7 @@ pub async fn export_cancel(State(s): State<Arc<AppState>>, ctx: Ctx) -> Response
 
 pub(super) async fn cancel(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<Response> {
     ctx.allow_system(&[Interaction::Read])?;
+    check_owner(s, ctx, &job_id(ctx)?).await?;
     s.engine.delete_job(kind, &job_id(ctx)?).await?;
     let body = respond::outcome(
         &[Issue::new(IssueCode::Informational, format!("the {kind} job was deleted"))],
@@ -155,6 +175,7 @@ pub(super) async fn cancel(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<R
 pub(super) async fn status(s: &Arc<AppState>, ctx: &Ctx, kind: &str) -> Result<Response> {
     ctx.allow_system(&[Interaction::Read])?;
     let id = job_id(ctx)?;
+    check_owner(s, ctx, &id).await?;
     match s.engine.job_state(kind, &id).await? {
         JobState::InProgress(progress) => {
             let mut resp = respond::empty(StatusCode::ACCEPTED);
@@ -215,6 +236,7 @@ pub async fn output_file(
             .unwrap_or(&file)
             .parse()
             .map_err(|_| Error::NotFound(format!("no bulk file {job}/{file}")))?;
+        check_owner(&s, &ctx, &job).await?;
         s.engine.job_file(&job, file_no).await?;
         let state = s.clone();
         let stream = futures_util::stream::unfold(Some(0i32), move |seq| {
@@ -272,6 +294,7 @@ pub async fn import(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Res
         }
         let request = format!("{}/$import", ctx.base);
         let mut upload = s.engine.import_begin(&request, gzip, limit).await?;
+        bind_to_client(&s, &ctx, &upload.id).await?;
         let mut stream = body.into_data_stream();
         while let Some(frame) = futures_util::StreamExt::next(&mut stream).await {
             let written = match frame {

@@ -20,15 +20,29 @@ pub struct Job {
     pub progress: Option<String>,
     pub finished: Option<i64>,
     pub outcome: Option<String>,
+    /// The client that started the job, when authorization is on.
+    pub client_id: Option<String>,
 }
 
-type JobRow = (String, String, String, String, String, i64, Option<String>, Option<i64>, Option<String>);
+type JobRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 
-fn job((id, kind, status, request, params, created, progress, finished, outcome): JobRow) -> Job {
-    Job { id, kind, status, request, params, created, progress, finished, outcome }
+fn job((id, kind, status, request, params, created, progress, finished, outcome, client_id): JobRow) -> Job {
+    Job { id, kind, status, request, params, created, progress, finished, outcome, client_id }
 }
 
-const JOB_COLUMNS: &str = "id, kind, status, request, params, created, progress, finished, outcome";
+const JOB_COLUMNS: &str =
+    "id, kind, status, request, params, created, progress, finished, outcome, client_id";
 
 /// A completed file of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +69,15 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5, $6, $6)";
         on_writer!(self, pool => {
             sqlx::query(sql).bind(id).bind(kind).bind(status).bind(request).bind(params).bind(now).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Binds a job to the client that started it.
+    pub async fn set_job_client(&self, id: &str, client_id: &str) -> Result<()> {
+        let sql = "UPDATE bulk_job SET client_id = $1 WHERE id = $2";
+        on_writer!(self, pool => {
+            sqlx::query(sql).bind(client_id).bind(id).execute(pool).await?;
         });
         Ok(())
     }

@@ -31,6 +31,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "bulk jobs", include_str!("../../migrations/sqlite/0005_bulk.sql")),
     (6, "auth keys", include_str!("../../migrations/sqlite/0006_auth.sql")),
     (7, "oauth flows", include_str!("../../migrations/sqlite/0007_oauth.sql")),
+    (8, "bulk job client", include_str!("../../migrations/sqlite/0008_bulk_client.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -40,6 +41,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "bulk jobs", include_str!("../../migrations/postgres/0005_bulk.sql")),
     (6, "auth keys", include_str!("../../migrations/postgres/0006_auth.sql")),
     (7, "oauth flows", include_str!("../../migrations/postgres/0007_oauth.sql")),
+    (8, "bulk job client", include_str!("../../migrations/postgres/0008_bulk_client.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

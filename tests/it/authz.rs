@@ -404,3 +404,60 @@ async fn backend_services_get_tokens_at_the_token_endpoint_on(backend: Backend) 
     assert!(keys["keys"][0].get("d").is_none(), "no private part");
     srv.stop().await;
 }
+
+/// A token for another client than `token`'s.
+fn token_for(srv: &Srv, client: &str, scopes: &str) -> String {
+    let keys = srv.state.keys.as_ref().expect("auth is on");
+    let issuer = hearth::auth::token::issuer_for(&srv.base);
+    let request = hearth::auth::token::Request {
+        issuer: &issuer,
+        audience: &srv.base,
+        client_id: client,
+        subject: client,
+        scope: scopes,
+        patient: None,
+        fhir_user: None,
+        lifetime_seconds: 300,
+    };
+    hearth::auth::token::mint(keys, &request).unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_jobs_belong_to_the_client_that_started_them() {
+    for backend in crate::export::backends() {
+        let srv = start(backend).await;
+        let (a, b) = (token_for(&srv, "a", "system/*.rs"), token_for(&srv, "b", "system/*.rs"));
+        let resp = srv
+            .req(Method::GET, "$export?_type=Patient")
+            .header("prefer", "respond-async")
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let status_url = resp.headers()["content-location"].to_str().unwrap().to_string();
+        let poll = |t: &str| srv.client.get(&status_url).bearer_auth(t.to_string()).send();
+        assert_eq!(poll(&b).await.unwrap().status(), 404, "another client polls");
+        let mut manifest = Value::Null;
+        for _ in 0..100 {
+            let r = poll(&a).await.unwrap();
+            if r.status() == 200 {
+                manifest = r.json().await.unwrap();
+                break;
+            }
+            assert_eq!(r.status(), 202);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(manifest["requiresAccessToken"], true);
+        let url = manifest["output"][0]["url"].as_str().unwrap().to_string();
+        let get = |t: &str| srv.client.get(&url).bearer_auth(t.to_string()).send();
+        assert_eq!(get(&b).await.unwrap().status(), 404, "another client downloads");
+        let r = get(&a).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("\"p1\""));
+        let cancel = |t: &str| srv.client.delete(&status_url).bearer_auth(t.to_string()).send();
+        assert_eq!(cancel(&b).await.unwrap().status(), 404, "another client cancels");
+        assert_eq!(cancel(&a).await.unwrap().status(), 202);
+        srv.stop().await;
+    }
+}
