@@ -73,7 +73,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database: "sqlite://hearth.db".into(),
             base_url: None,
-            auth: AuthMode::None,
+            auth: AuthMode::Smart,
             max_body_bytes: 16 * 1024 * 1024,
             default_count: 20,
             max_count: 1000,

@@ -34,6 +34,9 @@ pub struct DemoAccounts {
     pub username: &'static str,
     pub password: String,
     pub fhir_user: Option<String>,
+    /// A backend-service client whose token the demo prints, for curl.
+    pub service_id: &'static str,
+    pub service_scopes: &'static str,
 }
 
 const DEMO_CLIENT: &str = "demo-app";
@@ -41,6 +44,8 @@ const DEMO_REDIRECT: &str = "http://localhost:9000/callback";
 const DEMO_SCOPES: &str =
     "launch launch/patient openid fhirUser profile offline_access online_access patient/*.rs user/*.cruds";
 const DEMO_USER: &str = "demo";
+const DEMO_SERVICE: &str = "demo-service";
+const DEMO_SERVICE_SCOPES: &str = "system/*.cruds";
 const DEMO_PRACTITIONER: &str = "pract-amara-okafor";
 
 /// Creates the demo client and user unless they exist. The user's password is new at every
@@ -51,6 +56,11 @@ pub async fn ensure_accounts(engine: &Engine) -> Result<DemoAccounts> {
     if store.client(DEMO_CLIENT).await?.is_none() {
         accounts::add_client(store, DEMO_CLIENT, Credential::Public, &[DEMO_REDIRECT.into()], DEMO_SCOPES)
             .await?;
+    }
+    if store.client(DEMO_SERVICE).await?.is_none() {
+        // Its secret is never shown: the demo mints its tokens straight from the database.
+        let secret = Credential::Secret(crate::auth::secrets::random_secret());
+        accounts::add_client(store, DEMO_SERVICE, secret, &[], DEMO_SERVICE_SCOPES).await?;
     }
     let fhir_user = engine
         .read("Practitioner", DEMO_PRACTITIONER)
@@ -70,5 +80,7 @@ pub async fn ensure_accounts(engine: &Engine) -> Result<DemoAccounts> {
         username: DEMO_USER,
         password,
         fhir_user,
+        service_id: DEMO_SERVICE,
+        service_scopes: DEMO_SERVICE_SCOPES,
     })
 }

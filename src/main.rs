@@ -250,8 +250,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             d.scopes,
             d.username,
             d.password,
-            d.fhir_user.map(|f| format!(" fhirUser: {f}")).unwrap_or_default(),
+            d.fhir_user.as_ref().map(|f| format!(" fhirUser: {f}")).unwrap_or_default(),
         );
+        if let Some(keys) = &state.keys {
+            // A token for curl, for the base URL of the listening address.
+            let base = config.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
+            let issuer = hearth::auth::token::issuer_for(&base);
+            let (token, _) = hearth::auth::accounts::token_for_client(
+                &state.engine.store,
+                keys,
+                &issuer,
+                &base,
+                d.service_id,
+                d.service_scopes,
+                None,
+            )
+            .await
+            .context("minting the demo token")?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "demo token ({}, {}, 1 h, for {base}):\n{token}",
+                d.service_id,
+                d.service_scopes
+            );
+        }
     }
     tracing::info!("serving FHIR R4 at http://{addr}/fhir on {}", config.database);
     hearth::server::serve(state, listener, hearth::server::shutdown_signal()).await?;

@@ -66,7 +66,12 @@ fn generate(path: &Path, patients: usize) -> Result<usize> {
 }
 
 async fn run_one(name: &str, database: &str, file: &Path, patients: usize) -> Result<()> {
-    let config = Config { database: database.into(), bulk_jobs: false, ..Config::default() };
+    let config = Config {
+        database: database.into(),
+        bulk_jobs: false,
+        auth: crate::config::AuthMode::None,
+        ..Config::default()
+    };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
     let engine = &state.engine;

@@ -246,7 +246,9 @@ async fn run_one(
     name: &str,
     database: &str,
 ) -> Result<Vec<(String, &'static str, Series, Series)>> {
-    let config = Config { database: database.into(), ..Config::default() };
+    // Without authorization: the baseline the token series is compared with.
+    let config =
+        Config { database: database.into(), auth: crate::config::AuthMode::None, ..Config::default() };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
     let server = Running::start(&state).await?;

@@ -134,7 +134,8 @@ pub async fn run(opts: &SearchOptions) -> Result<()> {
 }
 
 async fn run_one(opts: &SearchOptions, name: &str, database: &str) -> Result<()> {
-    let config = Config { database: database.into(), ..Config::default() };
+    let config =
+        Config { database: database.into(), auth: crate::config::AuthMode::None, ..Config::default() };
     let state = crate::server::state(&config).await?;
     crate::resource::schema::warm_up();
     let engine = &state.engine;

@@ -65,7 +65,11 @@ pub(crate) async fn get(url: &str) -> (u16, Value) {
 
 async fn demo_round(database: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let p = spawn(&["serve", "--demo", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    let p = spawn(
+        &["serve", "--demo", "--auth", "none", "--listen", "127.0.0.1:0", "--database", database],
+        &[],
+        dir.path(),
+    );
     let root = p.base.trim_end_matches("/fhir");
     assert_eq!(reqwest::get(format!("{root}/healthz")).await.unwrap().status(), 200);
     assert_eq!(reqwest::get(format!("{root}/readyz")).await.unwrap().status(), 200);
@@ -83,7 +87,11 @@ async fn demo_round(database: &str) {
     assert!(p.terminate().success(), "graceful shutdown exits 0");
 
     // A second start keeps the data and does not load the demo twice.
-    let p = spawn(&["demo", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    let p = spawn(
+        &["demo", "--auth", "none", "--listen", "127.0.0.1:0", "--database", database],
+        &[],
+        dir.path(),
+    );
     let (_, bundle) = get(&format!("{}/Patient?_count=0", p.base)).await;
     assert_eq!(bundle["total"], 8);
     assert!(p.terminate().success());
@@ -140,7 +148,7 @@ async fn configuration_sources() {
     )
     .unwrap();
     let p = spawn(
-        &["serve", "--listen", "127.0.0.1:0"],
+        &["serve", "--auth", "none", "--listen", "127.0.0.1:0"],
         &[("HEARTH_BASE_URL", "https://from-env/fhir"), ("HEARTH_LISTEN", "127.0.0.1:2")],
         dir.path(),
     );
@@ -246,7 +254,11 @@ async fn reindex_round(database: &str) {
             .body(body.to_string())
             .send()
     };
-    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", &database], &[], dir.path());
+    let p = spawn(
+        &["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--database", &database],
+        &[],
+        dir.path(),
+    );
     let patient = serde_json::json!({"resourceType": "Patient", "id": "n1",
         "name": [{"use": "nickname", "given": ["Bobby"]}]});
     assert_eq!(put(&p.base, "Patient/n1", patient).await.unwrap().status(), 201);
@@ -267,7 +279,11 @@ async fn reindex_round(database: &str) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "re-indexed 2 resources");
 
-    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", &database], &[], dir.path());
+    let p = spawn(
+        &["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--database", &database],
+        &[],
+        dir.path(),
+    );
     let (_, after) = get(&format!("{}/Patient?nick=bob", p.base)).await;
     assert_eq!(after["total"], 1, "{after}");
     assert!(p.terminate().success());
@@ -332,7 +348,11 @@ async fn import_round(database: &str) {
         assert_eq!((rejected[0]["line"].as_u64(), rejected[1]["line"].as_u64()), (Some(4), Some(5)));
         assert!(rejected[1]["error"].as_str().unwrap().contains("birthDate"), "{}", rejected[1]);
     }
-    let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--database", database], &[], dir.path());
+    let p = spawn(
+        &["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--database", database],
+        &[],
+        dir.path(),
+    );
     for (query, n) in
         [("Patient", 4), ("Observation", 1), ("Practitioner", 1), ("Immunization?patient=i1", 1)]
     {

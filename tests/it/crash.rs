@@ -19,7 +19,7 @@ async fn count(base: &str, query: &str) -> i64 {
 
 async fn crash_round(database: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let serve = ["serve", "--listen", "127.0.0.1:0", "--database", database];
+    let serve = ["serve", "--auth", "none", "--listen", "127.0.0.1:0", "--database", database];
     let p = spawn(&serve, &[], dir.path());
     let bundle = |family: &str, n: usize| {
         let entries: Vec<_> = (0..n)

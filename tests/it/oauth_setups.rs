@@ -237,8 +237,8 @@ async fn external_issuer_postgres() {
     }
 }
 
-/// `serve --demo` with `--auth smart` prints a ready demo client and user; a second start
-/// reuses them with a new password.
+/// `serve --demo` (authorization is on by default) prints a ready demo client and user, and a
+/// token for curl; a second start reuses them with a new password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_accounts_are_printed_and_work() {
     use std::io::BufRead;
@@ -246,7 +246,7 @@ async fn demo_accounts_are_printed_and_work() {
     let database = format!("sqlite://{}", dir.path().join("demo.db").display());
     for _ in 0..2 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "--demo", "--auth", "smart", "--listen", "127.0.0.1:0", "--database", &database])
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--database", &database])
             .current_dir(dir.path())
             .env("HEARTH_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -257,6 +257,14 @@ async fn demo_accounts_are_printed_and_work() {
         let base = next().strip_prefix("hearth listening on ").unwrap().to_string();
         let client_line = next();
         let user_line = next();
+        let token_line = next();
+        assert!(token_line.starts_with("demo token (demo-service, system/*.cruds, 1 h"), "{token_line}");
+        let token = next();
+        let fhir = reqwest::Client::new();
+        let read = fhir.get(format!("{base}/Patient?_count=0")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(read.status(), 200);
+        let without = fhir.get(format!("{base}/Patient?_count=0")).send().await.unwrap();
+        assert_eq!(without.status(), 401, "authorization is on by default");
         assert!(
             client_line.starts_with(
                 "demo client: demo-app (public, PKCE) redirect_uri http://localhost:9000/callback"

@@ -56,7 +56,10 @@ impl Srv {
 
     /// A server on an existing database (e.g. the one a stopped server used).
     pub async fn start_on(db: &Db, tweak: impl FnOnce(&mut Config)) -> Srv {
-        let mut config = Config { database: db.url.clone(), ..Config::default() };
+        // Most tests are about FHIR behaviour, not authorization: they opt out of the default
+        // (`auth = "smart"`); the authorization tests turn it back on in `tweak`.
+        let mut config =
+            Config { database: db.url.clone(), auth: hearth::config::AuthMode::None, ..Config::default() };
         tweak(&mut config);
         let state = hearth::server::state(&config).await.expect("server state");
         let shared = state.clone();
