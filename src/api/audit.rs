@@ -35,7 +35,8 @@ pub async fn record(State(s): State<Arc<AppState>>, req: Request, next: Next) ->
     let record = Arc::new(Audit::new(who));
     let resp = audit::scope(record.clone(), next.run(req)).await;
     let status = resp.status();
-    if record.written() && status.is_success() {
+    // A batch may have written and read: its writes are recorded, its reads are not yet.
+    if record.written() && status.is_success() && act.subtype != "batch" {
         return resp;
     }
     act.outcome = match status.as_u16() {
@@ -77,6 +78,16 @@ fn classify(method: &Method, path: &str) -> Option<Act> {
         ["metadata"] => return None,
         ["_history"] => ("history-system", "R"),
         [op, ..] if op.starts_with('$') => ("operation", "E"),
+        // A compartment search returns what it names, whoever owns the compartment
+        // (`Practitioner/1/Observation`).
+        [t, id, rest]
+            if *rest != "_history" && (patient_data(rest) || *rest == "*" || rest.starts_with('$')) =>
+        {
+            if *t == "Patient" {
+                patients.push(id.to_string());
+            }
+            if rest.starts_with('$') { ("operation", "E") } else { ("search-type", "R") }
+        }
         [t, ..] if is_type(t) && !patient_data(t) => return None,
         [t] if *method == Method::GET => (if is_type(t) { "search-type" } else { return None }, "R"),
         [_t] => write(method),

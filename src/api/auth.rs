@@ -189,7 +189,39 @@ pub fn allow_entry(principal: Option<&Principal>, r: &crate::engine::Request) ->
     if (query || r.if_none_exist.is_some()) && main != Interaction::Search {
         unconfined(principal, rtype, Interaction::Search, "a batch or transaction entry")?;
     }
+    if let Some((_, q)) = r.url.split_once('?') {
+        allow_query(principal, q)?;
+    }
+    if let Some(q) = &r.if_none_exist {
+        allow_query(principal, q.trim_start_matches('?'))?;
+    }
+    if let Some(resource) = &r.resource {
+        allow_conditional_references(principal, resource)?;
+    }
     Ok(())
+}
+
+/// A transaction may reference `Type?criteria` (conditional references, resolved by a search):
+/// that search must be allowed like any other.
+fn allow_conditional_references(principal: Option<&Principal>, v: &serde_json::Value) -> Result<()> {
+    if principal.is_none() {
+        return Ok(());
+    }
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(r)) = map.get("reference")
+                && let Some((rtype, q)) = r.split_once('?')
+            {
+                unconfined(principal, rtype, Interaction::Search, "a conditional reference")?;
+                allow_query(principal, q)?;
+            }
+            map.values().try_for_each(|x| allow_conditional_references(principal, x))
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().try_for_each(|x| allow_conditional_references(principal, x))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Drops included resources the caller may not read (a search result's `_include`s).
@@ -207,6 +239,8 @@ pub fn allow_query(principal: Option<&Principal>, query: &str) -> Result<()> {
         return Ok(());
     }
     for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        // Trimmed as the search parser trims names, so ` _has:…` is checked like `_has:…`.
+        let key = key.trim();
         if let Some(rest) = key.strip_prefix("_has:") {
             let rtype = rest.split(':').next().unwrap_or_default();
             unconfined(principal, rtype, Interaction::Search, "_has")?;

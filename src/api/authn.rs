@@ -19,18 +19,26 @@ pub struct Principal {
     pub client_id: String,
     pub subject: String,
     pub grant: Grant,
-    /// The Practitioner (id; empty when the user has none) whose care-team panel confines this
-    /// user's `user/` scopes, when the policy applies (`access.care_team_only`).
-    pub care_team: Option<String>,
-    /// That panel, looked up afresh for each request.
+    /// Whose patients this user's `user/` scopes (and any launch patient) are confined to.
+    pub panel_rule: Option<PanelRule>,
+    /// Those patients, looked up afresh for each request.
     pub panel: Option<Vec<String>>,
     /// The user's role (`admin`, `coordinator`, …) when the subject is a known user.
     pub role: Option<String>,
 }
 
+/// How a user's panel of patients is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PanelRule {
+    /// The care-team policy: the patients of this Practitioner (id; empty when the user has none).
+    CareTeam(String),
+    /// A patient (role `patient`): their own record only (id; empty when the user has none).
+    Own(String),
+}
+
 impl Principal {
-    /// The principal of a verified token: the subject's role, and `care_team` when the
-    /// care-team policy confines the subject.
+    /// The principal of a verified token: the subject's role, and how its panel is found when
+    /// the policy confines the subject.
     pub async fn new(
         s: &AppState,
         client_id: String,
@@ -38,9 +46,9 @@ impl Principal {
         grant: Grant,
     ) -> crate::error::Result<Self> {
         let user = if subject == client_id { None } else { s.engine.store.user(&subject).await? };
-        let care_team = user.as_ref().and_then(|u| care_team_of(s, u, &grant));
+        let panel_rule = user.as_ref().and_then(|u| panel_rule(s, &u.role, u.fhir_user.as_deref()));
         let role = user.map(|u| u.role);
-        Ok(Principal { client_id, subject, grant, care_team, panel: None, role })
+        Ok(Principal { client_id, subject, grant, panel_rule, panel: None, role })
     }
 
     pub fn is_admin(&self) -> bool {
@@ -51,27 +59,31 @@ impl Principal {
 /// Roles whose `user/` scopes the care-team policy confines.
 const CONFINED_ROLES: &[&str] = &["coordinator", "provider"];
 
-fn care_team_of(s: &AppState, user: &crate::store::User, grant: &Grant) -> Option<String> {
-    if !s.care_team_only
-        || !grant.rules.iter().any(|r| r.context == crate::auth::Context::User)
-        || !CONFINED_ROLES.contains(&user.role.as_str())
-    {
-        return None;
+/// How the patients a user may reach are found, when they are limited at all: a patient
+/// reaches their own record; coordinators and providers their care-team panel (when
+/// `access.care_team_only`); other roles (`admin`, `staff`) what their scopes say.
+pub fn panel_rule(s: &AppState, role: &str, fhir_user: Option<&str>) -> Option<PanelRule> {
+    let id = |prefix: &str| fhir_user.and_then(|f| f.strip_prefix(prefix)).unwrap_or_default().to_string();
+    if role == "patient" {
+        return Some(PanelRule::Own(id("Patient/")));
     }
-    let practitioner =
-        user.fhir_user.as_deref().and_then(|f| f.strip_prefix("Practitioner/")).unwrap_or_default();
-    Some(practitioner.to_string())
+    (s.care_team_only && CONFINED_ROLES.contains(&role)).then(|| PanelRule::CareTeam(id("Practitioner/")))
 }
 
-/// The principal with its care-team panel for this request, when the policy applies: looked
-/// up per request so that a new CareTeam counts at once.
+/// The patients of a panel rule, now.
+pub async fn panel_of(s: &AppState, rule: &PanelRule) -> crate::error::Result<Vec<String>> {
+    Ok(match rule {
+        PanelRule::CareTeam(p) if crate::resource::valid_id(p) => s.engine.care_team_panel(p).await?,
+        PanelRule::Own(p) if crate::resource::valid_id(p) => vec![p.clone()],
+        _ => Vec::new(),
+    })
+}
+
+/// The principal with its panel for this request, when one applies: looked up per request so
+/// that a new CareTeam counts at once.
 async fn with_panel(s: &AppState, p: Arc<Principal>) -> crate::error::Result<Arc<Principal>> {
-    let Some(practitioner) = p.care_team.as_deref() else { return Ok(p) };
-    let panel = if crate::resource::valid_id(practitioner) {
-        s.engine.care_team_panel(practitioner).await?
-    } else {
-        Vec::new()
-    };
+    let Some(rule) = &p.panel_rule else { return Ok(p) };
+    let panel = panel_of(s, rule).await?;
     Ok(Arc::new(Principal { panel: Some(panel), ..(*p).clone() }))
 }
 

@@ -35,6 +35,10 @@ struct Pending {
     fhir_user: Option<String>,
     /// Set by the patient picker.
     picked_patient: Option<String>,
+    /// The hash of the secret in the cookie of the browser that started the request: every
+    /// later page must come from that browser, so that a sign-in link cannot be handed to a
+    /// victim whose login would then complete the attacker's request.
+    browser: String,
 }
 
 impl Pending {
@@ -77,8 +81,11 @@ async fn handle(s: &AppState, headers: &HeaderMap, form: &Form) -> Response {
     if s.keys.is_none() || s.external.is_some() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let result =
-        if param(form, "pending").is_some() { step(s, form).await } else { start(s, headers, form).await };
+    let result = if param(form, "pending").is_some() {
+        step(s, headers, form).await
+    } else {
+        start(s, headers, form).await
+    };
     result.unwrap_or_else(|e| {
         tracing::error!("authorization endpoint: {e}");
         pages::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error; please try again")
@@ -169,8 +176,40 @@ async fn start(s: &AppState, headers: &HeaderMap, form: &Form) -> Result<Respons
         (p.launch_patient, p.launch_encounter) = (patient, encounter);
     }
     let id = secrets::random_secret();
+    let browser = secrets::random_secret();
+    p.browser = secrets::hash(&browser);
     save(s, &id, &p).await?;
-    Ok(pages::login(StatusCode::OK, &id, &p.client_id, None))
+    let mut resp = pages::login(StatusCode::OK, &id, &p.client_id, None);
+    let secure = if base.starts_with("https:") { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={browser}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        cookie_name(&id),
+        flow::PENDING_SECONDS
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// The sign-in cookie's name, one per request so that two sign-ins in one browser coexist.
+fn cookie_name(pending: &str) -> String {
+    format!(
+        "hearth_signin_{}",
+        pending.chars().filter(char::is_ascii_alphanumeric).take(16).collect::<String>()
+    )
+}
+
+/// Whether the request comes from the browser that started the sign-in `id`.
+fn same_browser(headers: &HeaderMap, id: &str, p: &Pending) -> bool {
+    let name = cookie_name(id);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == name && !p.browser.is_empty() && secrets::hash(v) == p.browser)
 }
 
 fn check_scope(scope: &str, registered: &str) -> std::result::Result<(), String> {
@@ -201,7 +240,7 @@ async fn save(s: &AppState, id: &str, p: &Pending) -> Result<()> {
 }
 
 /// A form posted from one of the pages.
-async fn step(s: &AppState, form: &Form) -> Result<Response> {
+async fn step(s: &AppState, headers: &HeaderMap, form: &Form) -> Result<Response> {
     let id = param(form, "pending").unwrap_or_default();
     let stored = s.engine.store.pending(id, now_ms()).await?;
     let Some(p) = stored.and_then(|t| serde_json::from_str::<Pending>(&t).ok()) else {
@@ -210,6 +249,12 @@ async fn step(s: &AppState, form: &Form) -> Result<Response> {
             "this sign-in is unknown or has expired; start again from the application",
         ));
     };
+    if !same_browser(headers, id, &p) {
+        return Ok(pages::error(
+            StatusCode::BAD_REQUEST,
+            "this sign-in was started in another browser; start again from the application",
+        ));
+    }
     match (param(form, "step"), &p.username) {
         (Some("login"), _) => login(s, id, p, form).await,
         // Only while a patient is still needed: a launch's patient is not replaced.
@@ -225,7 +270,8 @@ async fn next_page(s: &AppState, id: &str, p: &Pending, name: &str) -> Result<Re
         return Ok(pages::login(StatusCode::OK, id, &p.client_id, None));
     }
     if p.needs_patient() {
-        let patients = find_patients(s, name).await?;
+        let panel = user_panel(s, p).await?;
+        let patients = find_patients(s, name, panel.as_deref()).await?;
         return Ok(pages::picker(id, name, &patients));
     }
     Ok(pages::consent(id, &p.client_id, &p.scope, p.patient()))
@@ -248,7 +294,8 @@ async fn pick(s: &AppState, id: &str, mut p: Pending, form: &Form) -> Result<Res
     let Some(patient) = param(form, "patient") else {
         return next_page(s, id, &p, param(form, "name").unwrap_or_default()).await;
     };
-    if !crate::resource::valid_id(patient) || s.engine.read("Patient", patient).await.is_err() {
+    let outside = user_panel(s, &p).await?.is_some_and(|panel| !panel.iter().any(|x| x == patient));
+    if outside || !crate::resource::valid_id(patient) || s.engine.read("Patient", patient).await.is_err() {
         return next_page(s, id, &p, "").await;
     }
     p.picked_patient = Some(patient.to_string());
@@ -280,18 +327,47 @@ async fn consent(s: &AppState, id: &str, p: Pending, form: &Form) -> Result<Resp
     Ok(redirect(&p.redirect_uri, &[("code", &code)], p.state.as_deref()))
 }
 
-/// Up to 50 patients whose name matches, through the engine's search.
-async fn find_patients(s: &AppState, name: &str) -> Result<Vec<pages::PatientRow>> {
+/// The patients the signed-in user may choose from, when they are limited (a patient: their own
+/// record; a coordinator or provider under the care-team policy: their panel).
+async fn user_panel(s: &AppState, p: &Pending) -> Result<Option<Vec<String>>> {
+    let Some(username) = &p.username else { return Ok(Some(Vec::new())) };
+    let Some(user) = s.engine.store.user(username).await? else { return Ok(Some(Vec::new())) };
+    match super::authn::panel_rule(s, &user.role, user.fhir_user.as_deref()) {
+        Some(rule) => Ok(Some(super::authn::panel_of(s, &rule).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Up to 50 patients whose name matches (and, with a panel, in it), through the engine's search.
+async fn find_patients(s: &AppState, name: &str, panel: Option<&[String]>) -> Result<Vec<pages::PatientRow>> {
     let query = {
         // (The serializer is not Send: finished before the await.)
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         if !name.trim().is_empty() {
             q.append_pair("name", name.trim());
         }
-        q.append_pair("_count", "50");
+        match panel {
+            // A small panel is searched by `_id` (one OR list); a "-" matches no id at all.
+            Some(panel) if panel.len() <= 50 => {
+                let ids = if panel.is_empty() { "-".to_string() } else { panel.join(",") };
+                q.append_pair("_id", &ids);
+                q.append_pair("_count", "50");
+            }
+            // A large one is filtered below from a wider search.
+            Some(_) => {
+                q.append_pair("_count", "1000");
+            }
+            None => {
+                q.append_pair("_count", "50");
+            }
+        }
         q.finish()
     };
-    let result = s.engine.search("Patient", &query, crate::search::Handling::Lenient).await?;
+    let mut result = s.engine.search("Patient", &query, crate::search::Handling::Lenient).await?;
+    if let Some(panel) = panel {
+        result.hits.retain(|v| panel.contains(&v.id));
+        result.hits.truncate(50);
+    }
     Ok(result
         .hits
         .iter()

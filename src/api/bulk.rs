@@ -58,6 +58,8 @@ pub async fn export_group(s: &Arc<AppState>, ctx: &Ctx, ctype: &str, id: &str, b
             return Err(Error::NotFound(format!("$export is defined on Group/[id], not on {ctype}/[id]")));
         }
         check_id(id)?;
+        // Before the Group is looked up: its existence is not for everyone to learn.
+        ctx.allow_system(&[Interaction::Read, Interaction::Search])?;
         let members = s.engine.group_members(id).await?;
         kickoff(s, ctx, ExportLevel::Group { id: id.to_string(), members }, body).await
     })

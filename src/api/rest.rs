@@ -94,8 +94,9 @@ pub async fn create(
             tracing::debug!("ignoring the client's id on create, as http.html#create requires");
         }
         let condition = ctx.header("if-none-exist").map(|c| c.trim_start_matches('?').to_string());
-        if condition.is_some() {
+        if let Some(c) = &condition {
             ctx.unconfined(&rtype, Interaction::Search, "a conditional create")?;
+            ctx.allow_query(c)?;
         }
         ctx.confirm_body(&s.engine, &rtype, None, &value, Interaction::Create)?;
         let w = s.engine.create(&rtype, value, condition.as_deref()).await?;
@@ -116,9 +117,13 @@ pub async fn update(
         check_id(&id)?;
         let value = body_resource(&s, &ctx, body).await?;
         if !ctx.reaches_all(&rtype, Interaction::Update) {
-            // The stored resource, if any, and the new content must both lie within reach.
-            if s.engine.read(&rtype, &id).await.is_ok() {
-                ctx.confirm(&s.engine, &rtype, &id, Interaction::Update).await?;
+            // The stored resource, if any, and the new content must both lie within reach. A
+            // deleted one is not brought back: whose it was cannot be checked, and its history
+            // would come with it.
+            match s.engine.read(&rtype, &id).await {
+                Ok(_) => ctx.confirm(&s.engine, &rtype, &id, Interaction::Update).await?,
+                Err(Error::Gone(_)) => return Err(Error::NotFound(format!("{rtype}/{id} is not known"))),
+                Err(_) => {}
             }
             ctx.confirm_body(&s.engine, &rtype, Some(&id), &value, Interaction::Update)?;
         }
@@ -138,6 +143,7 @@ pub async fn conditional_update(
         check_type(&rtype)?;
         ctx.unconfined(&rtype, Interaction::Update, "a conditional update")?;
         ctx.unconfined(&rtype, Interaction::Search, "a conditional update")?;
+        ctx.allow_query(&ctx.criteria_query())?;
         let value = body_resource(&s, &ctx, body).await?;
         let w = s.engine.conditional_update(&rtype, &ctx.criteria_query(), value, ctx.if_match()?).await?;
         Ok(written(&ctx, &w, status_of(&w)))
@@ -268,6 +274,10 @@ pub async fn vread(
         check_id(&id)?;
         ctx.confirm(&s.engine, &rtype, &id, Interaction::Read).await?;
         let v = s.engine.vread(&rtype, &id, &vid).await?;
+        // A resource may have been elsewhere before (another patient, another category).
+        if !ctx.reaches_all(&rtype, Interaction::Read) && !version_visible(&s, &ctx, &v)? {
+            return Err(Error::NotFound(format!("{rtype}/{id}/_history/{vid} is not known")));
+        }
         audit::note(&rtype, &id, Some(v.version), Some(&v.body));
         if not_modified(&ctx, v.version, v.last_updated)? {
             return Ok(respond::empty(StatusCode::NOT_MODIFIED));
@@ -321,6 +331,7 @@ pub async fn conditional_delete(
         ctx.unconfined(&rtype, Interaction::Delete, "a conditional delete")?;
         ctx.unconfined(&rtype, Interaction::Search, "a conditional delete")?;
         let condition = ctx.criteria_query();
+        ctx.allow_query(&condition)?;
         let d = s.engine.conditional_delete(&rtype, &condition).await?;
         let what = match d.version {
             Some(_) => format!("deleted the {rtype} matching '{condition}'"),
@@ -332,8 +343,32 @@ pub async fn conditional_delete(
 }
 
 async fn history(s: &AppState, ctx: &Ctx, scope: HistoryScope, path: String) -> Result<Response> {
-    let h = s.engine.history(scope, &ctx.query).await?;
+    let confined = match &scope {
+        HistoryScope::Instance { rtype, .. } => !ctx.reaches_all(rtype, Interaction::Read),
+        _ => false,
+    };
+    let mut h = s.engine.history(scope, &ctx.query).await?;
+    if confined {
+        // Only the versions that lay within reach themselves; the count would tell the rest.
+        let mut kept = Vec::with_capacity(h.entries.len());
+        for v in h.entries {
+            if version_visible(s, ctx, &v)? {
+                kept.push(v);
+            }
+        }
+        h.entries = kept;
+        h.total = None;
+    }
     bundle::history(ctx, &path, h)
+}
+
+/// Whether a stored version lies within the caller's read reach by its own content.
+fn version_visible(s: &AppState, ctx: &Ctx, v: &Version) -> Result<bool> {
+    if v.deleted || v.body.is_empty() {
+        return Ok(false);
+    }
+    let value = resource::parse_json(&v.body)?;
+    Ok(ctx.confirm_body(&s.engine, &v.rtype, Some(&v.id), &value, Interaction::Read).is_ok())
 }
 
 pub async fn history_instance(
@@ -378,21 +413,12 @@ pub async fn history_system(State(s): State<Arc<AppState>>, ctx: Ctx) -> Respons
     .await
 }
 
-/// POST to the base is a batch or transaction Bundle: not implemented yet, and said so.
 /// POST `[base]`: a batch or transaction Bundle.
 pub async fn system_post(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -> Response {
     ctx.run(async {
         let value = body_resource(&s, &ctx, body).await?;
         let (transaction, requests) = crate::engine::parse_bundle(&value)?;
         let principal = ctx.principal.as_deref();
-        let visible = |mut outcomes: Vec<Result<Outcome>>| {
-            for o in outcomes.iter_mut() {
-                if let Ok(Outcome::Searched(result, _)) = o {
-                    auth::visible_includes(principal, result);
-                }
-            }
-            outcomes
-        };
         if transaction {
             let requests = requests.into_iter().collect::<Result<Vec<_>>>()?;
             // Every entry is allowed, or nothing runs.
@@ -400,15 +426,36 @@ pub async fn system_post(State(s): State<Arc<AppState>>, ctx: Ctx, body: Body) -
                 auth::allow_entry(principal, r).map_err(|e| e.in_entry(i))?;
             }
             let outcomes = s.engine.transaction(requests).await?;
-            bundle::bundle_response(&ctx, "transaction-response", visible(outcomes))
+            let outcomes = visible(&s, &ctx, outcomes).await?;
+            bundle::bundle_response(&ctx, "transaction-response", outcomes)
         } else {
             let requests = requests
                 .into_iter()
                 .map(|r| r.and_then(|r| auth::allow_entry(principal, &r).map(|()| r)))
                 .collect();
             let results = s.engine.batch(requests).await;
-            bundle::bundle_response(&ctx, "batch-response", visible(results))
+            bundle::bundle_response(&ctx, "batch-response", visible(&s, &ctx, results).await?)
         }
     })
     .await
+}
+
+/// The included resources of Bundle entries' searches, cut to what the caller may read (the
+/// entries' own types are reached whole: `allow_entry` sees to that).
+async fn visible(
+    s: &AppState,
+    ctx: &Ctx,
+    mut outcomes: Vec<Result<Outcome>>,
+) -> Result<Vec<Result<Outcome>>> {
+    let see = ctx.see();
+    for o in outcomes.iter_mut() {
+        if let Ok(Outcome::Searched(result, _)) = o {
+            auth::visible_includes(ctx.principal.as_deref(), result);
+            if let Some(see) = &see {
+                result.included =
+                    s.engine.visible_included(std::mem::take(&mut result.included), see.as_ref()).await?;
+            }
+        }
+    }
+    Ok(outcomes)
 }

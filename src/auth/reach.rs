@@ -38,15 +38,17 @@ impl Reach {
 
 impl Grant {
     /// How far `interaction` on `rtype` reaches. `panel`, when given, confines `user/` rules to
-    /// those patients (the care-team policy); `patient/` rules reach the launch patient's
-    /// compartment only, and nothing without a launch patient.
+    /// those patients (the care-team policy, a patient's own record); `patient/` rules reach the
+    /// launch patient's compartment only — nothing without a launch patient, or with one outside
+    /// the panel.
     pub fn reach(&self, rtype: &str, interaction: Interaction, panel: Option<&[String]>) -> Reach {
         let mut out: Vec<Confine> = Vec::new();
         for rule in self.rules_for(rtype, interaction) {
             let patients = match rule.context {
+                // The launch patient, and only if the user's panel (when there is one) holds it.
                 Context::Patient => match &self.patient {
-                    Some(p) => Some(vec![p.clone()]),
-                    None => continue,
+                    Some(p) if panel.is_none_or(|panel| panel.contains(p)) => Some(vec![p.clone()]),
+                    _ => continue,
                 },
                 // The panel confines patient data; other types (Practitioner, Organization)
                 // stay whole.
@@ -98,9 +100,13 @@ mod tests {
         let g = grant("patient/Observation.rs user/Observation.r", Some("p1"));
         assert_eq!(g.reach("Observation", Interaction::Read, None), Reach::All);
         // ...unless the care-team panel confines user/ rules.
-        let panel = ["p2".to_string()];
+        let panel = ["p1".to_string(), "p2".to_string()];
         let Reach::Only(alts) = g.reach("Observation", Interaction::Read, Some(&panel)) else { panic!() };
         assert_eq!(alts.len(), 2);
+        // A launch patient outside the user's panel is not reached through patient/ rules.
+        let panel = ["p2".to_string()];
+        let Reach::Only(alts) = g.reach("Observation", Interaction::Read, Some(&panel)) else { panic!() };
+        assert_eq!(alts, [Confine { patients: Some(panel.to_vec()), query: None }]);
         let g = grant(
             "patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs",
             Some("p1"),

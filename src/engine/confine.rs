@@ -165,7 +165,7 @@ impl Engine {
     }
 
     /// The included resources `see` lets the caller read.
-    pub(super) async fn visible_included(&self, included: Vec<Version>, see: &See) -> Result<Vec<Version>> {
+    pub async fn visible_included(&self, included: Vec<Version>, see: &See) -> Result<Vec<Version>> {
         let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for v in &included {
             by_type.entry(v.rtype.clone()).or_default().push(v.id.clone());
@@ -200,13 +200,18 @@ impl Engine {
             let in_compartment = match &c.patients {
                 None => true,
                 Some(patients) => {
+                    // Every patient the resource would be tied to must be in reach, not just
+                    // one: else a write could land in (or pull) another patient's record, and
+                    // a CareTeam naming one's own patient could widen one's panel.
                     let params = compartment::patient_links(rtype).unwrap_or_default();
-                    (rtype == "Patient" && id.is_some_and(|id| patients.iter().any(|p| p == id)))
-                        || rows.references.iter().any(|r| {
-                            params.contains(&r.param)
-                                && r.target_type.as_deref() == Some("Patient")
-                                && r.target_id.as_ref().is_some_and(|t| patients.contains(t))
-                        })
+                    let linked: Vec<&String> = rows
+                        .references
+                        .iter()
+                        .filter(|r| params.contains(&r.param) && r.target_type.as_deref() == Some("Patient"))
+                        .filter_map(|r| r.target_id.as_ref())
+                        .collect();
+                    let itself = rtype == "Patient" && id.is_some_and(|id| patients.iter().any(|p| p == id));
+                    (itself || !linked.is_empty()) && linked.iter().all(|t| patients.contains(t))
                 }
             };
             if in_compartment && self.query_holds(rtype, c.query.as_deref(), &rows)? {

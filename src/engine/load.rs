@@ -134,6 +134,8 @@ pub struct Loader<'a> {
     /// Refused so far and not yet taken by the caller.
     rejected: Vec<Rejection>,
     pub rejected_total: usize,
+    /// Types this load may not write (`$import` cannot write the audit log).
+    pub refused_types: &'static [&'static str],
 }
 
 impl<'a> Loader<'a> {
@@ -146,6 +148,7 @@ impl<'a> Loader<'a> {
             unchanged: 0,
             rejected: Vec::new(),
             rejected_total: 0,
+            refused_types: &[],
         }
     }
 
@@ -206,10 +209,19 @@ impl<'a> Loader<'a> {
     /// Writes a prepared batch. A batch the store refuses as a whole is retried one resource
     /// at a time, so that only the bad ones are rejected.
     async fn write(&mut self, prepared: JoinHandle<(Vec<Prepared>, Vec<Rejection>)>) -> Result<()> {
-        let (ready, rejected) =
+        let (mut ready, rejected) =
             prepared.await.map_err(|e| Error::Internal(format!("preparing a batch: {e}")))?;
         self.rejected_total += rejected.len();
         self.rejected.extend(rejected);
+        if !self.refused_types.is_empty() {
+            let (refused, kept): (Vec<Prepared>, Vec<Prepared>) =
+                ready.into_iter().partition(|p| self.refused_types.contains(&p.rtype.as_str()));
+            for p in refused {
+                let reason = format!("{} resources cannot be loaded this way", p.rtype);
+                self.reject(p.origin, reason, p.value);
+            }
+            ready = kept;
+        }
         match self.engine.write_prepared(&ready).await {
             Ok(written) => {
                 self.unchanged += ready.len() - written;

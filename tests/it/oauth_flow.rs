@@ -143,7 +143,25 @@ impl Answer {
 pub(crate) async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
-    Answer { status, body: resp.text().await.unwrap(), location }
+    let cookie =
+        resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    let a = Answer { status, body: resp.text().await.unwrap(), location };
+    // The browser keeps the sign-in cookie: later pages of this sign-in send it back.
+    if let Some(c) = cookie {
+        jar().lock().unwrap().insert(a.pending(), c);
+    }
+    a
+}
+
+/// The sign-in cookies the test "browser" holds, by pending id.
+fn jar() -> &'static std::sync::Mutex<HashMap<String, String>> {
+    static JAR: std::sync::OnceLock<std::sync::Mutex<HashMap<String, String>>> = std::sync::OnceLock::new();
+    JAR.get_or_init(Default::default)
+}
+
+/// The cookie header of the sign-in `pending`, if the browser holds one.
+pub(crate) fn cookie_for(pending: &str) -> String {
+    jar().lock().unwrap().get(pending).cloned().unwrap_or_default()
 }
 
 async fn authorize(srv: &Srv, params: &[(&str, &str)]) -> Answer {
@@ -153,7 +171,9 @@ async fn authorize(srv: &Srv, params: &[(&str, &str)]) -> Answer {
 
 async fn post_page(srv: &Srv, fields: &[(&str, &str)]) -> Answer {
     let url = format!("{}/auth/authorize", root(srv));
-    answer(browser().post(url).form(fields).send().await.unwrap()).await
+    let pending = fields.iter().find(|(k, _)| *k == "pending").map(|(_, v)| *v).unwrap_or_default();
+    let req = browser().post(url).form(fields).header("cookie", cookie_for(pending));
+    answer(req.send().await.unwrap()).await
 }
 
 /// The standard request of the public app, with `extra` added or replacing.

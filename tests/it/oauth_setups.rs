@@ -298,9 +298,16 @@ async fn demo_accounts_are_printed_and_work() {
             ("username", "demo"),
             ("password", password.as_str()),
         ];
-        let page =
-            answer(browser().post(format!("{root}/auth/authorize")).form(&fields).send().await.unwrap())
-                .await;
+        let page = answer(
+            browser()
+                .post(format!("{root}/auth/authorize"))
+                .form(&fields)
+                .header("cookie", crate::oauth_flow::cookie_for(&id))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(page.body.contains("Allow access?"), "{}", page.body);
         let _ = child.kill();
         let _ = child.wait();

@@ -85,6 +85,8 @@ impl Engine {
     pub(super) async fn run_import(&self, claim: &Claim<'_>) -> Result<Ran> {
         let mut sink = Sink::new(&self.store, claim, self.bulk.max_file_bytes);
         let mut loader = Loader::new(self);
+        // The audit log is the server's own record, not something a client can load.
+        loader.refused_types = &["AuditEvent"];
         let mut pending: Vec<u8> = Vec::new();
         let mut line_no = 0;
         let mut last_touch = now_ms();
