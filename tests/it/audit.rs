@@ -137,6 +137,51 @@ async fn trail(backend: Backend) {
     let svc = mint(&srv, "siem", "siem", "system/AuditEvent.rs", None);
     assert_eq!(send(&srv, Some(&svc), Method::GET, "AuditEvent?patient=p1", None).await.0, 200);
 
+    // A batch that writes and reads leaves the writes' records and one for the batch.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "PUT", "url": "Observation/o2"},
+         "resource": {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/p1"}}},
+        {"request": {"method": "GET", "url": "Patient/p1"}}]});
+    assert_eq!(send(&srv, Some(&bob), Method::POST, "", Some(batch)).await.0, 200);
+    events(&srv, &admin, "subtype=batch", 1).await;
+    events(&srv, &admin, "entity=Observation/o2", 1).await;
+    // A Practitioner's compartment holds patient data: searching it is audited.
+    assert_eq!(send(&srv, Some(&bob), Method::GET, "Practitioner/pr1/Observation", None).await.0, 200);
+    let in_compartment = |e: &Value| {
+        e["entity"].as_array().unwrap().iter().any(|x| x["what"]["reference"] == "Observation/o1/_history/1")
+    };
+    find(&srv, &admin, "subtype=search-type", |f| f.iter().any(in_compartment)).await;
+    // $import cannot write the audit log.
+    let svc_all = mint(&srv, "loader", "loader", "system/*.cruds", None);
+    let line = json!({"resourceType": "AuditEvent", "id": "forged", "type": {"code": "rest"},
+                      "recorded": "2020-01-01T00:00:00Z", "agent": [{"requestor": true}],
+                      "source": {"observer": {"display": "x"}}});
+    let resp = srv
+        .req(Method::POST, "$import")
+        .bearer_auth(&svc_all)
+        .header("prefer", "respond-async")
+        .header("content-type", "application/fhir+ndjson")
+        .body(line.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let status_url = resp.headers()["content-location"].to_str().unwrap().to_string();
+    let mut manifest = Value::Null;
+    for _ in 0..100 {
+        let r = srv.client.get(&status_url).bearer_auth(&svc_all).send().await.unwrap();
+        if r.status() == 200 {
+            manifest = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error_url = manifest["error"][0]["url"].as_str().unwrap_or_else(|| panic!("{manifest}")).to_string();
+    let errors = srv.client.get(&error_url).bearer_auth(&svc_all).send().await.unwrap().text().await.unwrap();
+    assert!(errors.contains("AuditEvent resources cannot be loaded"), "{errors}");
+    assert_eq!(send(&srv, Some(&admin), Method::GET, "AuditEvent/forged", None).await.0, 404);
+
     // Reads queued just before a shutdown are written before the server stops.
     for _ in 0..50 {
         assert_eq!(send(&srv, Some(&bob), Method::GET, "Patient/p1", None).await.0, 200);

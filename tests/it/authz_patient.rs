@@ -271,6 +271,7 @@ async fn matrix(backend: Backend) {
     let (_, text) = send(&srv, Some(&t), Method::POST, "", Some(bundle)).await;
     let b: Value = serde_json::from_str(&text).unwrap();
     assert!(b["entry"][0]["response"]["status"].as_str().unwrap().starts_with("403"), "{text}");
+    past_versions_and_criteria(&srv).await;
     // A token without a patient reaches nothing through patient/ scopes.
     let t = token(&srv, "patient/*.rs", None);
     let (status, text) = send(&srv, Some(&t), Method::GET, "Observation", None).await;
@@ -289,4 +290,54 @@ async fn patient_compartment_matrix_postgres() {
     if crate::support::postgres_available() {
         matrix(Backend::Postgres).await;
     }
+}
+
+/// What a resource was before, and criteria hidden in odd places.
+async fn past_versions_and_criteria(srv: &Srv) {
+    let admin = token(srv, "user/*.cruds", None);
+    let t = token(srv, "patient/*.cruds", Some("p1"));
+    // A deleted resource of p2 is not brought back into p1's record (with its history).
+    assert_eq!(send(srv, Some(&admin), Method::DELETE, "Observation/o2", None).await.0, 200);
+    let (status, text) =
+        send(srv, Some(&t), Method::PUT, "Observation/o2", Some(lab("o2", "p1", "laboratory"))).await;
+    assert_eq!(status, 404, "{text}");
+    // A resource moved from p2 to p1: p1 sees the versions that were theirs only.
+    let moved = resource("Observation", Some("mv"), "p2");
+    assert_eq!(send(srv, Some(&admin), Method::PUT, "Observation/mv", Some(moved)).await.0, 201);
+    let now = resource("Observation", Some("mv"), "p1");
+    assert_eq!(send(srv, Some(&admin), Method::PUT, "Observation/mv", Some(now)).await.0, 200);
+    let (status, text) = send(srv, Some(&t), Method::GET, "Observation/mv/_history", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(ZED), "{text}");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(send(srv, Some(&t), Method::GET, "Observation/mv/_history/1", None).await.0, 404);
+    assert_eq!(send(srv, Some(&t), Method::GET, "Observation/mv/_history/2", None).await.0, 200);
+    // Criteria are checked however they are spelled or wherever they hide.
+    for path in
+        ["Patient?%20_has:Observation:subject:status=final", "Patient?_has:AuditEvent:patient:outcome=0"]
+    {
+        let (status, text) = send(srv, Some(&t), Method::GET, path, None).await;
+        assert_eq!(status, 403, "{path}: {text}");
+    }
+    let lab_only = token(srv, "user/Observation.cruds", None);
+    let conditional_ref = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "request": {"method": "POST", "url": "Observation"},
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                     "subject": {"reference": "Patient?name=Ward"}}}]});
+    let (status, text) = send(srv, Some(&lab_only), Method::POST, "", Some(conditional_ref)).await;
+    assert_eq!(status, 403, "a conditional reference searches Patients: {text}");
+    let (status, _) = send(
+        srv,
+        Some(&lab_only),
+        Method::PUT,
+        "Observation?subject:Patient.name=Ward",
+        Some(resource("Observation", None, "p1")),
+    )
+    .await;
+    assert_eq!(status, 403, "a condition with a chain into Patient");
+    // A write may not tie a resource to another patient besides one's own.
+    let both = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/p2"}, "performer": [{"reference": "Patient/p1"}]});
+    assert_eq!(send(srv, Some(&t), Method::POST, "Observation", Some(both)).await.0, 403);
 }

@@ -117,6 +117,10 @@ async fn policy(backend: Backend) {
         let obs = |p: &str| json!({"resourceType": "Observation", "status": "final", "code": {"text": "y"}, "subject": {"reference": format!("Patient/{p}")}});
         assert_eq!(send(&srv, Some(&t), Method::POST, "Observation", Some(obs("gp"))).await.0, 201);
         assert_eq!(send(&srv, Some(&t), Method::POST, "Observation", Some(obs("other"))).await.0, 403);
+        // Nor can a CareTeam widen the panel: every patient it names must be in it already.
+        let widen = json!({"resourceType": "CareTeam", "status": "active", "subject": {"reference": "Patient/other"},
+                           "participant": [{"member": {"reference": "Practitioner/pr1"}}, {"member": {"reference": "Patient/gp"}}]});
+        assert_eq!(send(&srv, Some(&t), Method::POST, "CareTeam", Some(widen)).await.0, 403);
         // History across resources cannot be confined.
         assert_eq!(get(&srv, &t, "_history").await.0, 403);
     }
@@ -133,6 +137,22 @@ async fn policy(backend: Backend) {
     assert!(ids(&text).is_empty(), "{text}");
     let (_, text) = get(&srv, &mint(&srv, "ada", "user/*.rs"), "Patient").await;
     assert_eq!(ids(&text).len(), 4, "{text}");
+    // A patient's user/ scopes reach their own record only (and every Practitioner).
+    hearth::auth::accounts::add_user(
+        &srv.state.engine.store,
+        "pat",
+        "a long enough password",
+        Some("Patient/team"),
+        "patient",
+    )
+    .await
+    .unwrap();
+    let pat = mint(&srv, "pat", "user/*.rs");
+    let (_, text) = get(&srv, &pat, "Patient").await;
+    assert_eq!(ids(&text), ["team"], "{text}");
+    let (_, text) = get(&srv, &pat, "Observation?_id=o-gp,o-team,o-other").await;
+    assert_eq!(ids(&text), ["o-team"], "{text}");
+    assert_eq!(get(&srv, &pat, "Practitioner/pr1").await.0, 200);
     // Backend services (no user) are not confined by the policy.
     let (_, text) = get(&srv, &mint(&srv, "svc", "system/*.rs"), "Patient").await;
     assert_eq!(ids(&text).len(), 4, "{text}");

@@ -623,3 +623,36 @@ smart!(smart_configuration, |srv| {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
     assert!(!page.text().await.unwrap().contains("<b>"));
 });
+
+smart!(sign_ins_stay_in_their_browser_and_pick_only_the_users_patients, |srv| {
+    // A patient outside alice's panel (she is the general practitioner of p1 and p2 only).
+    let admin = admin_token(srv);
+    let p3 = json!({"resourceType": "Patient", "id": "p3", "name": [{"family": "Outside"}]});
+    let resp = srv
+        .req(Method::PUT, "Patient/p3")
+        .bearer_auth(&admin)
+        .header("content-type", "application/fhir+json")
+        .body(p3.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ch = challenge(VERIFIER);
+    let page = authorize(srv, &request(srv, FULL, &[("code_challenge", ch.as_str())])).await;
+    let id = page.pending();
+    // Another browser (no sign-in cookie) cannot go on with this sign-in, by GET or POST.
+    let fields = [("pending", id.as_str()), ("step", "login"), ("username", "alice"), ("password", PASSWORD)];
+    let url = format!("{}/auth/authorize", root(srv));
+    let elsewhere = answer(browser().post(&url).form(&fields).send().await.unwrap()).await;
+    assert_eq!(elsewhere.status, 400);
+    assert!(elsewhere.body.contains("another browser"), "{}", elsewhere.body);
+    let elsewhere =
+        answer(browser().get(&url).query(&[("pending", id.as_str())]).send().await.unwrap()).await;
+    assert_eq!(elsewhere.status, 400);
+    // The starting browser can; its picker offers alice's patients only.
+    let page = login(srv, &page, "alice", PASSWORD, "").await;
+    assert!(page.body.contains("Ward") && page.body.contains("Stone"), "{}", page.body);
+    assert!(!page.body.contains("Outside"), "{}", page.body);
+    let page = post_page(srv, &[("pending", id.as_str()), ("step", "patient"), ("patient", "p3")]).await;
+    assert!(page.body.contains("Choose a patient"), "p3 cannot be picked: {}", page.body);
+});
