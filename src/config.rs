@@ -47,6 +47,9 @@ pub struct Config {
     pub auth_jwks: Option<String>,
     /// The `aud` external tokens must carry; default: the FHIR base URL.
     pub auth_audience: Option<String>,
+    /// With `auth = "smart"`: record an AuditEvent for every request touching patient data.
+    /// Off only where another component keeps the audit trail (logged as a warning).
+    pub audit: bool,
     /// Access policy beyond scopes (`[access]`).
     pub access: Access,
 }
@@ -80,6 +83,7 @@ impl Default for Config {
             bulk_max_file_bytes: 64 * 1024 * 1024,
             bulk_jobs: true,
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            audit: true,
             access: Access::default(),
             auth_issuer: None,
             auth_jwks: None,

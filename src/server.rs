@@ -26,12 +26,22 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         crate::config::AuthMode::Smart => Some(crate::auth::keys::Keys::load_or_create(&engine.store).await?),
     };
-    let audit = keys.is_some().then(crate::engine::audit::AuditQueue::new);
+    if keys.is_some() && !config.audit {
+        tracing::warn!("the audit trail is off (audit = false): accesses to patient data are not recorded");
+    }
+    let audit = (keys.is_some() && config.audit).then(crate::engine::audit::AuditQueue::new);
     let (audit, audit_rx) = match audit {
         Some((q, rx)) => (Some(q), Some(rx)),
         None => (None, None),
     };
     let external = match (&config.auth_issuer, &config.auth_jwks) {
+        (Some(_), Some(_)) if config.auth_audience.is_none() && config.base_url.is_none() => {
+            // Else the audience would follow each request's Host header, and a token minted for
+            // another server could be replayed here under that server's name.
+            return Err(crate::Error::Internal(
+                "auth_issuer needs auth_audience or base_url: the audience external tokens must name".into(),
+            ));
+        }
         (Some(issuer), Some(jwks)) if config.auth == crate::config::AuthMode::Smart => {
             let ext =
                 crate::auth::external::External::load(issuer, jwks, config.auth_audience.as_deref()).await?;

@@ -58,7 +58,12 @@ fn claimed_client(headers: &HeaderMap, form: &[(String, String)]) -> String {
         })
         .and_then(|raw| String::from_utf8(raw).ok());
     match basic.as_deref().and_then(|b| b.split_once(':')) {
-        Some((id, _)) => format!("basic:{id}"),
+        // Decoded as the client is looked up (RFC 6749 §2.3.1), so `a%2Db` counts as `a-b`.
+        Some((id, _)) => {
+            let decoded =
+                url::form_urlencoded::parse(format!("x={id}").as_bytes()).next().map(|(_, v)| v.into_owned());
+            format!("basic:{}", decoded.unwrap_or_default())
+        }
         None => match param(form, "client_id") {
             Some(id) => format!("public:{id}"),
             None => "anonymous".into(),

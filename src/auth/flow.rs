@@ -140,8 +140,10 @@ pub async fn exchange_code(
     if c.expires < now_ms() {
         return refuse("invalid_grant", "the authorization code has expired");
     }
-    if redirect_uri.is_some_and(|r| r != c.redirect_uri) {
-        return refuse("invalid_grant", "redirect_uri differs from the authorization request's");
+    // RFC 6749 §4.1.3: the same redirect_uri as the authorization request (always sent back:
+    // this server always records one).
+    if redirect_uri != Some(c.redirect_uri.as_str()) {
+        return refuse("invalid_grant", "redirect_uri must be the authorization request's");
     }
     match (&c.code_challenge, verifier) {
         (Some(challenge), Some(v)) if secrets::pkce_matches(v, challenge) => {}

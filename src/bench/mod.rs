@@ -156,7 +156,7 @@ pub struct Report {
 impl Report {
     pub fn print(&self) {
         println!(
-            "{:<10} {:<7} {:>10} {:>8} {:>8} {:>14} {:>8}   baseline",
+            "{:<10} {:<16} {:>10} {:>8} {:>8} {:>14} {:>8}   baseline",
             "backend", "op", "req/s", "p50 ms", "p99 ms", "baseline/s", "ratio"
         );
         for (backend, op, s, b) in &self.rows {
@@ -164,11 +164,11 @@ impl Report {
                 "read" => "bare axum handler, same bytes from memory",
                 "create" => "raw sqlx INSERT of the same bytes",
                 "tx1000" => "1000 raw INSERTs in one transaction (1 client; req = one Bundle)",
-                "read+token" => "the read series above, without authorization",
+                "read+token" | "read+token+audit" => "the read series above, without authorization",
                 _ => "raw sqlx UPDATE of the same bytes",
             };
             println!(
-                "{:<10} {:<7} {:>10.0} {:>8.2} {:>8.2} {:>14.0} {:>7.0}%   {baseline}",
+                "{:<10} {:<16} {:>10.0} {:>8.2} {:>8.2} {:>14.0} {:>7.0}%   {baseline}",
                 backend,
                 op,
                 s.rate(),
@@ -191,18 +191,19 @@ pub async fn run(opts: &Options) -> Result<Report> {
     // SQLite reads above (the baseline column of this row is that series).
     let plain = rows.iter().find(|r| r.0 == "sqlite" && r.1 == "read").map(|r| r.2.clone());
     if let Some(plain) = plain {
-        rows.push(("sqlite".into(), "read+token", token_reads(opts).await?, plain));
+        rows.push(("sqlite".into(), "read+token", token_reads(opts, false).await?, plain.clone()));
+        rows.push(("sqlite".into(), "read+token+audit", token_reads(opts, true).await?, plain));
     }
     Ok(Report { rows })
 }
 
 /// Reads with `auth = "smart"` on a fresh SQLite database of 200 patients, each request
 /// carrying a `user/*.rs` token.
-async fn token_reads(opts: &Options) -> Result<Series> {
+async fn token_reads(opts: &Options, audit: bool) -> Result<Series> {
     let dir = std::env::temp_dir().join(format!("hearth-bench-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(e.to_string()))?;
     let database = format!("sqlite://{}", dir.join("auth.db").display());
-    let config = Config { database, auth: crate::config::AuthMode::Smart, ..Config::default() };
+    let config = Config { database, auth: crate::config::AuthMode::Smart, audit, ..Config::default() };
     let state = crate::server::state(&config).await?;
     let mut ids = Vec::new();
     for i in 0..200 {

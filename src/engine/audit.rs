@@ -106,7 +106,10 @@ pub fn note(rtype: &str, id: &str, version: Option<i64>, body: Option<&[u8]>) {
                 Some(v) => format!("{rtype}/{id}/_history/{v}"),
                 None => format!("{rtype}/{id}"),
             };
-            r.entities.push(Seen { reference, rtype: rtype.into(), body: body.map(<[u8]>::to_vec) });
+            // The body only where the patient must be found in it.
+            let needed = rtype != "Patient" && compartment::patient_links(rtype).is_some();
+            let body = body.filter(|_| needed).map(<[u8]>::to_vec);
+            r.entities.push(Seen { reference, rtype: rtype.into(), body });
         }
     }
 }
@@ -294,9 +297,16 @@ impl Engine {
             let mut ev = p.event.clone();
             let mut patients = p.patients.clone();
             for (rtype, body) in &p.bodies {
+                // A Patient is its own patient (noted already); others by their patient links
+                // only, not by every parameter of their type.
+                let Some(links) = compartment::patient_links(rtype).filter(|_| rtype != "Patient") else {
+                    continue;
+                };
                 if let Ok(v) = crate::resource::parse_json(body) {
                     let id = v.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                    let rows = crate::search::index::extract(&self.registry, rtype, &v);
+                    let rows = crate::search::index::extract_some(&self.registry, rtype, &v, |c| {
+                        links.iter().any(|l| l == c)
+                    });
                     patients.extend(patients_in(rtype, &id, &rows));
                 }
             }

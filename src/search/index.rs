@@ -18,9 +18,19 @@ pub fn fold(s: &str) -> String {
 
 /// Every index row of the resource, for all indexed parameters of its type.
 pub fn extract(registry: &Registry, rtype: &str, resource: &Value) -> IndexRows {
+    extract_some(registry, rtype, resource, |_| true)
+}
+
+/// The index rows of the parameters `wanted` picks (by code).
+pub fn extract_some(
+    registry: &Registry,
+    rtype: &str,
+    resource: &Value,
+    wanted: impl Fn(&str) -> bool,
+) -> IndexRows {
     let mut rows = IndexRows::default();
     for param in registry.for_type(rtype) {
-        if !param.in_index_tables() {
+        if !param.in_index_tables() || !wanted(&param.code) {
             continue;
         }
         let Some(expr) = &param.compiled else { continue };
