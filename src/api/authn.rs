@@ -101,7 +101,6 @@ pub fn challenge(why: &str) -> HeaderValue {
 /// Paths anyone may read: what a client needs to find out how to authorize.
 /// (Inside the `/fhir` router the prefix is already gone.)
 fn is_open(path: &str) -> bool {
-    let path = path.strip_prefix("/fhir").unwrap_or(path);
     matches!(path, "/metadata" | "/.well-known/smart-configuration")
 }
 

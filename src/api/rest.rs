@@ -41,8 +41,12 @@ pub(super) async fn body_resource(state: &AppState, ctx: &Ctx, body: Body) -> Re
 
 /// The response to a create or update, shaped by `Prefer: return`.
 fn written(ctx: &Ctx, w: &Written, status: StatusCode) -> Response {
+    written_as(ctx, w, status, ctx.prefer_return)
+}
+
+fn written_as(ctx: &Ctx, w: &Written, status: StatusCode, prefer: Return) -> Response {
     let v = &w.version;
-    let mut resp = match ctx.prefer_return {
+    let mut resp = match prefer {
         Return::Representation => respond::stored(status, ctx.out, v),
         Return::Minimal => {
             let mut r = respond::empty(status);
@@ -184,6 +188,10 @@ pub async fn patch(
             if_match = Some(confined_patch(&s, &ctx, &rtype, &id, &patch, if_match).await?);
         }
         let w = s.engine.patch(&rtype, &id, &patch, if_match).await?;
+        // The patched resource holds what the caller did not send: only for those who may read it.
+        if ctx.allow(&rtype, Interaction::Read).is_err() && ctx.prefer_return == Return::Representation {
+            return Ok(written_as(&ctx, &w, StatusCode::OK, Return::Minimal));
+        }
         Ok(written(&ctx, &w, StatusCode::OK))
     })
     .await

@@ -15,16 +15,9 @@ use crate::auth::{secrets, token};
 use crate::resource::instant::now_ms;
 use crate::store::Client;
 
-/// The scopes a client can be registered for, as examples (any v1/v2 resource scope works).
-const SCOPES: &[&str] = &[
-    "openid",
-    "fhirUser",
-    "profile",
-    "launch",
-    "launch/patient",
-    "launch/encounter",
-    "offline_access",
-    "online_access",
+/// Resource scopes a client can be registered for, as examples (any v1/v2 resource scope
+/// works); the other scopes understood come from the scope model.
+const RESOURCE_SCOPES: &[&str] = &[
     "patient/*.rs",
     "patient/*.cruds",
     "user/*.rs",
@@ -71,7 +64,7 @@ pub async fn configuration(State(s): State<Arc<AppState>>, headers: HeaderMap) -
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "scopes_supported": SCOPES,
+        "scopes_supported": crate::auth::scope::KNOWN_OTHER.iter().chain(RESOURCE_SCOPES).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,

@@ -145,7 +145,7 @@ impl fmt::Display for ScopeError {
 }
 
 /// The scopes that are not resource scopes but are understood.
-const KNOWN_OTHER: &[&str] = &[
+pub const KNOWN_OTHER: &[&str] = &[
     "openid",
     "fhirUser",
     "profile",

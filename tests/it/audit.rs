@@ -11,19 +11,8 @@ use crate::authz::send;
 use crate::support::{Backend, Db, Srv};
 
 fn mint(srv: &Srv, client: &str, subject: &str, scopes: &str, patient: Option<&str>) -> String {
-    let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = hearth::auth::token::issuer_for(&srv.base);
-    let request = hearth::auth::token::Request {
-        issuer: &issuer,
-        audience: &srv.base,
-        client_id: client,
-        subject,
-        scope: scopes,
-        patient,
-        fhir_user: Some("Practitioner/pr1").filter(|_| subject != client),
-        lifetime_seconds: 300,
-    };
-    hearth::auth::token::mint(keys, &request).unwrap().0
+    let fhir_user = Some("Practitioner/pr1").filter(|_| subject != client);
+    crate::support::mint(srv, client, subject, scopes, patient, fhir_user)
 }
 
 /// The AuditEvents matching `query`, waiting up to 5 s for `at_least` of them (reads are

@@ -34,19 +34,7 @@ pub(crate) async fn start(backend: Backend) -> Srv {
 
 /// A token from the server's own keys, for its base URL.
 pub(crate) fn token(srv: &Srv, scopes: &str, patient: Option<&str>) -> String {
-    let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = hearth::auth::token::issuer_for(&srv.base);
-    let request = hearth::auth::token::Request {
-        issuer: &issuer,
-        audience: &srv.base,
-        client_id: "test",
-        subject: "test",
-        scope: scopes,
-        patient,
-        fhir_user: None,
-        lifetime_seconds: 300,
-    };
-    hearth::auth::token::mint(keys, &request).unwrap().0
+    crate::support::mint(srv, "test", "test", scopes, patient, None)
 }
 
 pub(crate) async fn send(
@@ -139,6 +127,15 @@ fn cases() -> Vec<Case> {
         ("user/Patient.c", M::POST, "Patient", p(), 201, None),
         ("user/Patient.c", M::PUT, "Patient/p1", put(), 403, None),
         ("user/Patient.u", M::PUT, "Patient/p1", put(), 200, None),
+        // What the caller did not send stays unread without read rights.
+        (
+            "user/Patient.u",
+            M::PATCH,
+            "Patient/p1",
+            Some(json!([{"op": "add", "path": "/active", "value": true}])),
+            200,
+            Some("Ward"),
+        ),
         ("user/Patient.cu", M::PUT, "Patient?name=Ward", put(), 403, None),
         ("user/Patient.cus", M::PUT, "Patient?name=Ward", put(), 200, None),
         ("user/Observation.rs", M::GET, "Observation?_include=Observation:subject", None, 200, Some("Ward")),
@@ -407,19 +404,7 @@ async fn backend_services_get_tokens_at_the_token_endpoint_on(backend: Backend) 
 
 /// A token for another client than `token`'s.
 fn token_for(srv: &Srv, client: &str, scopes: &str) -> String {
-    let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = hearth::auth::token::issuer_for(&srv.base);
-    let request = hearth::auth::token::Request {
-        issuer: &issuer,
-        audience: &srv.base,
-        client_id: client,
-        subject: client,
-        scope: scopes,
-        patient: None,
-        fhir_user: None,
-        lifetime_seconds: 300,
-    };
-    hearth::auth::token::mint(keys, &request).unwrap().0
+    crate::support::mint(srv, client, client, scopes, None, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,19 +56,7 @@ async fn seed(srv: &Srv) {
 
 /// A token for `subject` (a user name) from the server's own keys.
 fn mint(srv: &Srv, subject: &str, scopes: &str) -> String {
-    let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = hearth::auth::token::issuer_for(&srv.base);
-    let request = hearth::auth::token::Request {
-        issuer: &issuer,
-        audience: &srv.base,
-        client_id: "app",
-        subject,
-        scope: scopes,
-        patient: None,
-        fhir_user: None,
-        lifetime_seconds: 300,
-    };
-    hearth::auth::token::mint(keys, &request).unwrap().0
+    crate::support::mint(srv, "app", subject, scopes, None, None)
 }
 
 async fn get(srv: &Srv, token: &str, path: &str) -> (u16, String) {

@@ -82,19 +82,7 @@ pub(crate) async fn seed(srv: &Srv) {
 }
 
 pub(crate) fn admin_token(srv: &Srv) -> String {
-    let keys = srv.state.keys.as_ref().expect("auth is on");
-    let issuer = hearth::auth::token::issuer_for(&srv.base);
-    let request = hearth::auth::token::Request {
-        issuer: &issuer,
-        audience: &srv.base,
-        client_id: "test",
-        subject: "test",
-        scope: "user/*.cruds",
-        patient: None,
-        fhir_user: None,
-        lifetime_seconds: 300,
-    };
-    hearth::auth::token::mint(keys, &request).unwrap().0
+    crate::support::mint(srv, "test", "test", "user/*.cruds", None, None)
 }
 
 pub(crate) fn root(srv: &Srv) -> String {

@@ -26,6 +26,30 @@ pub struct Srv {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// An access token from the server's own keys for its base URL (authorization must be on).
+pub fn mint(
+    srv: &Srv,
+    client: &str,
+    subject: &str,
+    scopes: &str,
+    patient: Option<&str>,
+    fhir_user: Option<&str>,
+) -> String {
+    let keys = srv.state.keys.as_ref().expect("auth is on");
+    let issuer = hearth::auth::token::issuer_for(&srv.base);
+    let request = hearth::auth::token::Request {
+        issuer: &issuer,
+        audience: &srv.base,
+        client_id: client,
+        subject,
+        scope: scopes,
+        patient,
+        fhir_user,
+        lifetime_seconds: 300,
+    };
+    hearth::auth::token::mint(keys, &request).expect("mint a token").0
+}
+
 /// A fresh database that outlives the servers started on it.
 pub struct Db {
     pub url: String,
