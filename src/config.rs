@@ -47,6 +47,10 @@ pub struct Config {
     pub auth_jwks: Option<String>,
     /// The `aud` external tokens must carry; default: the FHIR base URL.
     pub auth_audience: Option<String>,
+    /// Where the HL7 v2 MLLP listener listens (`HOST:PORT`); off when unset.
+    pub mllp: Option<String>,
+    /// Largest MLLP frame accepted, in bytes; a larger one closes its connection.
+    pub mllp_max_frame_bytes: usize,
     /// With `auth = "smart"`: record an AuditEvent for every request touching patient data.
     /// Off only where another component keeps the audit trail (logged as a warning).
     pub audit: bool,
@@ -83,6 +87,8 @@ impl Default for Config {
             bulk_max_file_bytes: 64 * 1024 * 1024,
             bulk_jobs: true,
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            mllp: None,
+            mllp_max_frame_bytes: 1024 * 1024,
             audit: true,
             access: Access::default(),
             auth_issuer: None,

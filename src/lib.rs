@@ -8,6 +8,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fhirpath;
+pub mod hl7v2;
 pub mod import;
 pub mod resource;
 pub mod search;

@@ -115,6 +115,9 @@ pub(crate) struct ServeArgs {
     /// The audience external tokens must name (default: the FHIR base URL).
     #[arg(long, env = "HEARTH_AUTH_AUDIENCE")]
     auth_audience: Option<String>,
+    /// Listen for HL7 v2 over MLLP (`--mllp` alone: 127.0.0.1:2575).
+    #[arg(long, env = "HEARTH_MLLP", num_args = 0..=1, default_missing_value = "127.0.0.1:2575")]
+    mllp: Option<String>,
     /// Load the demo data set when the database has no patients.
     #[arg(long)]
     demo: bool,
@@ -149,6 +152,7 @@ impl ServeArgs {
             (&self.auth_issuer, &mut c.auth_issuer),
             (&self.auth_jwks, &mut c.auth_jwks),
             (&self.auth_audience, &mut c.auth_audience),
+            (&self.mllp, &mut c.mllp),
         ] {
             if let Some(v) = flag {
                 *setting = Some(v.clone());
@@ -239,6 +243,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a random port.
     println!("hearth listening on http://{addr}/fhir");
+    if let Some(m) = state.mllp_addr {
+        println!("hearth MLLP on {m}");
+    }
     if let Some(d) = demo_accounts {
         // After the listening line, which scripts read first; a closed stdout is no error.
         use std::io::Write;

@@ -53,7 +53,23 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         _ => None,
     };
+    let (mllp, mllp_addr) = match &config.mllp {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| crate::Error::Internal(format!("cannot listen for MLLP on {addr}: {e}")))?;
+            let local = l.local_addr().ok();
+            let settings = crate::hl7v2::MllpSettings {
+                max_frame_bytes: config.mllp_max_frame_bytes.max(1),
+                ..Default::default()
+            };
+            (Some((l, settings)), local)
+        }
+        None => (None, None),
+    };
     Ok(Arc::new(AppState {
+        mllp: std::sync::Mutex::new(mllp),
+        mllp_addr,
         engine,
         base_url: config.base_url.clone(),
         max_body_bytes: config.max_body_bytes,
@@ -92,6 +108,11 @@ pub async fn serve(
     if state.keys.is_some() && state.external.is_none() {
         tokio::spawn(api::authn::watch_revocations(state.clone(), stopped.clone()));
     }
+    let mllp = state.mllp.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let mllp_task = mllp.map(|(listener, settings)| {
+        let holder: Arc<dyn crate::hl7v2::AsEngine> = state.clone();
+        tokio::spawn(crate::hl7v2::listener::serve(holder, listener, settings, stopped.clone()))
+    });
     let worker = state.engine.bulk.run_jobs.then(|| {
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_jobs(stopped).await })
@@ -109,6 +130,9 @@ pub async fn serve(
         && let Err(e) = worker.await
     {
         tracing::warn!("bulk job worker ended abnormally: {e}");
+    }
+    if let Some(t) = mllp_task {
+        let _ = t.await;
     }
     let _ = stop_audit.send(true);
     if let Some(writer) = audit_writer

@@ -52,6 +52,9 @@ pub struct AppState {
     pub care_team_only: bool,
     /// Where AuditEvents of reads and failures go (when authorization is on).
     pub audit: Option<crate::engine::audit::AuditQueue>,
+    /// The bound MLLP listener (taken by `server::serve`) and its address.
+    pub mllp: std::sync::Mutex<Option<(tokio::net::TcpListener, crate::hl7v2::MllpSettings)>>,
+    pub mllp_addr: Option<std::net::SocketAddr>,
     /// The queue's other end, taken by `server::serve` for its writer task.
     pub audit_rx: std::sync::Mutex<Option<crate::engine::audit::AuditReceiver>>,
     /// An external issuer whose tokens are accepted instead of ours (`auth_issuer`).
@@ -126,4 +129,10 @@ async fn method_not_allowed(ctx: Ctx) -> Response {
 
 async fn not_found(ctx: Ctx) -> Response {
     respond::error(ctx.out, Error::NotFound(format!("no FHIR endpoint at {}", ctx.path)))
+}
+
+impl crate::hl7v2::AsEngine for AppState {
+    fn engine(&self) -> &crate::engine::Engine {
+        &self.engine
+    }
 }

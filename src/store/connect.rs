@@ -32,6 +32,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "auth keys", include_str!("../../migrations/sqlite/0006_auth.sql")),
     (7, "oauth flows", include_str!("../../migrations/sqlite/0007_oauth.sql")),
     (8, "bulk job client", include_str!("../../migrations/sqlite/0008_bulk_client.sql")),
+    (9, "hl7 messages", include_str!("../../migrations/sqlite/0009_hl7.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -42,6 +43,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "auth keys", include_str!("../../migrations/postgres/0006_auth.sql")),
     (7, "oauth flows", include_str!("../../migrations/postgres/0007_oauth.sql")),
     (8, "bulk job client", include_str!("../../migrations/postgres/0008_bulk_client.sql")),
+    (9, "hl7 messages", include_str!("../../migrations/postgres/0009_hl7.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

@@ -9,6 +9,7 @@ mod auth;
 mod bulk;
 mod cache;
 mod connect;
+pub mod hl7;
 mod many;
 mod oauth;
 mod page;

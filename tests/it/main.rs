@@ -21,6 +21,7 @@ mod errors;
 mod export;
 mod formats;
 mod history;
+mod hl7;
 mod oauth_flow;
 mod oauth_setups;
 mod paging;

@@ -1,0 +1,108 @@
+//! One message in, one ACK out: parse, check the header, answer a re-sent message with its
+//! first ACK, map, write through the engine's transaction, record. The ACK says AA only once
+//! the transaction has committed.
+
+use super::ack::{AckCode, Problem, ack};
+use super::message::V2;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::resource::instant::now_ms;
+
+/// Versions this server reads.
+/// (2.6 to 2.8.2 keep PID's layout: the v2-to-FHIR IG maps 2.8.2.)
+const VERSIONS: &[&str] =
+    &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
+/// ADT events that carry a patient to create or update.
+const ADT_PATIENT: &[&str] = &["A01", "A04", "A05", "A08", "A28", "A31"];
+
+/// Processes one message's bytes and returns the ACK's text.
+pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
+    // MSH-18 may name another character set; UTF-8 and ASCII are read as they are, and
+    // ISO-8859-1 byte by byte.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_string(),
+        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    };
+    let text = text.trim_start_matches('\u{feff}');
+    let m = match V2::parse(text) {
+        Ok(m) => m,
+        Err(e) => return ack(None, AckCode::AR, &[Problem::new("MSH", 100, e.to_string())]),
+    };
+    let sender = format!("{}^{}", m.get("MSH", 3, 0), m.get("MSH", 4, 0));
+    let control_id = m.get("MSH", 10, 0);
+    if control_id.is_empty() {
+        return ack(
+            Some(&m),
+            AckCode::AR,
+            &[Problem::new("MSH-10", 101, "MSH-10 (message control id) is required")],
+        );
+    }
+    match engine.store.hl7_ack(&sender, &control_id).await {
+        Ok(Some(first)) => return first,
+        Ok(None) => {}
+        Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+    }
+    let (code, problems) = handle(engine, &m).await;
+    let answer = ack(Some(&m), code, &problems);
+    let record = crate::store::hl7::Received {
+        sender: &sender,
+        control_id: &control_id,
+        message_type: &m.get("MSH", 9, 0),
+        status: match code {
+            AckCode::AA => "AA",
+            AckCode::AE => "AE",
+            AckCode::AR => "AR",
+        },
+        ack: &answer,
+        raw: text,
+        received: now_ms(),
+    };
+    if let Err(e) = engine.store.hl7_record(&record).await {
+        tracing::error!("HL7 message {control_id} from {sender} was processed but not recorded: {e}");
+    }
+    answer
+}
+
+/// What the message is, and what came of it.
+async fn handle(engine: &Engine, m: &V2<'_>) -> (AckCode, Vec<Problem>) {
+    let version = m.get("MSH", 12, 1);
+    if !VERSIONS.contains(&version.as_str()) {
+        let why = format!("version '{version}' is not supported (2.3 to 2.8.2 are)");
+        return (AckCode::AR, vec![Problem::new("MSH-12", 203, why)]);
+    }
+    let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
+    if kind != "ADT" {
+        let why = format!("message type '{kind}' is not supported yet (ADT is)");
+        return (AckCode::AR, vec![Problem::new("MSH-9", 200, why)]);
+    }
+    if !ADT_PATIENT.contains(&event.as_str()) {
+        let why = format!("ADT event '{event}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
+        return (AckCode::AR, vec![Problem::new("MSH-9", 201, why)]);
+    }
+    let patient = match super::adt::patient(m) {
+        Ok(p) => p,
+        Err(p) => return (AckCode::AE, vec![p]),
+    };
+    match engine.transaction(super::adt::patient_requests(patient)).await {
+        Ok(_) => (AckCode::AA, Vec::new()),
+        Err(e) => (AckCode::AE, problems_of(&e)),
+    }
+}
+
+/// The engine's refusal as ERR segments (HL7 table 0357).
+fn problems_of(e: &Error) -> Vec<Problem> {
+    match e {
+        Error::Invalid(issues) => issues
+            .iter()
+            .map(|i| {
+                Problem::new(
+                    "PID",
+                    102,
+                    format!("{}: {}", i.expression.as_deref().unwrap_or("Patient"), i.diagnostics),
+                )
+            })
+            .collect(),
+        Error::PreconditionFailed(why) => vec![Problem::new("PID-3", 205, why.clone())],
+        other => vec![Problem::new("MSH", 207, other.to_string())],
+    }
+}

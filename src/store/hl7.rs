@@ -1,0 +1,44 @@
+//! Received HL7 v2 messages (`hl7_message`): idempotency by sender and control id.
+
+use super::{Store, on_backend, on_writer};
+use crate::error::Result;
+
+/// A message as received, with the ACK it got.
+pub struct Received<'a> {
+    pub sender: &'a str,
+    pub control_id: &'a str,
+    pub message_type: &'a str,
+    pub status: &'a str,
+    pub ack: &'a str,
+    pub raw: &'a str,
+    pub received: i64,
+}
+
+impl Store {
+    /// The ACK a message from `sender` with `control_id` got before, if any.
+    pub async fn hl7_ack(&self, sender: &str, control_id: &str) -> Result<Option<String>> {
+        let sql = "SELECT ack FROM hl7_message WHERE sender = $1 AND control_id = $2";
+        let row: Option<(String,)> = on_backend!(self, pool =>
+            sqlx::query_as(sql).bind(sender).bind(control_id).fetch_optional(pool).await?);
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Records a message; one received twice at once keeps the first record.
+    pub async fn hl7_record(&self, m: &Received<'_>) -> Result<()> {
+        let sql = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO NOTHING";
+        on_writer!(self, pool => {
+            sqlx::query(sql)
+                .bind(m.sender)
+                .bind(m.control_id)
+                .bind(m.message_type)
+                .bind(m.received)
+                .bind(m.status)
+                .bind(m.ack)
+                .bind(m.raw)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}
