@@ -3,7 +3,7 @@
 //! character count and can panic on multi-byte text before an escape.
 
 use hl7_parser::Message;
-use hl7_parser::message::{Field, Separators};
+use hl7_parser::message::{Field, Segment, Separators};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -63,6 +63,11 @@ impl<'m> V2<'m> {
     /// field, decoded; empty when absent.
     pub fn get(&self, segment: &str, field: usize, component: usize) -> String {
         self.field(segment, field).map(|f| self.component(f, 0, component)).unwrap_or_default()
+    }
+
+    /// A component (`0`: the whole first repetition) of field `n` of a given segment, decoded.
+    pub fn at(&self, seg: &Segment<'_>, n: usize, component: usize) -> String {
+        seg.field(n).map(|f| self.component(f, 0, component)).unwrap_or_default()
     }
 
     /// Component `component` of repetition `rep` (0-based) of a field, decoded; the first

@@ -71,19 +71,23 @@ async fn handle(engine: &Engine, m: &V2<'_>) -> (AckCode, Vec<Problem>) {
         return (AckCode::AR, vec![Problem::new("MSH-12", 203, why)]);
     }
     let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
-    if kind != "ADT" {
-        let why = format!("message type '{kind}' is not supported yet (ADT is)");
-        return (AckCode::AR, vec![Problem::new("MSH-9", 200, why)]);
-    }
-    if !ADT_PATIENT.contains(&event.as_str()) {
-        let why = format!("ADT event '{event}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
-        return (AckCode::AR, vec![Problem::new("MSH-9", 201, why)]);
-    }
-    let patient = match super::adt::patient(m) {
-        Ok(p) => p,
+    let requests = match (kind.as_str(), event.as_str()) {
+        ("ADT", e) if ADT_PATIENT.contains(&e) => super::adt::patient(m).map(super::adt::patient_requests),
+        ("VXU", "V04") => super::vxu::requests(m),
+        ("ADT", e) => {
+            let why = format!("ADT event '{e}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
+            return (AckCode::AR, vec![Problem::new("MSH-9", 201, why)]);
+        }
+        (k, _) => {
+            let why = format!("message type '{k}' is not supported yet (ADT and VXU^V04 are)");
+            return (AckCode::AR, vec![Problem::new("MSH-9", 200, why)]);
+        }
+    };
+    let requests = match requests {
+        Ok(r) => r,
         Err(p) => return (AckCode::AE, vec![p]),
     };
-    match engine.transaction(super::adt::patient_requests(patient)).await {
+    match engine.transaction(requests).await {
         Ok(_) => (AckCode::AA, Vec::new()),
         Err(e) => (AckCode::AE, problems_of(&e)),
     }

@@ -94,8 +94,8 @@ async fn listener(backend: Backend) {
     assert_eq!(field(&again, "MSH", 10), field(&ack, "MSH", 10), "the same ACK");
     assert_eq!(patients(&srv, "M100").await["entry"][0]["resource"]["meta"]["versionId"], "2");
     // Not supported yet: AR with the reason, nothing stored.
-    let vxu = adt("c3", "A01", "M200", "Vax").replace("ADT^A01^ADT_A01", "VXU^V04^VXU_V04");
-    let ack = exchange(&mut conn, &vxu).await;
+    let oru = adt("c3", "A01", "M200", "Lab").replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01");
+    let ack = exchange(&mut conn, &oru).await;
     assert_eq!(field(&ack, "MSA", 1), "AR", "{ack}");
     assert!(field(&ack, "ERR", 3).starts_with("200^"), "{ack}");
     let ack = exchange(&mut conn, &adt("c4", "A01", "M300", "Old").replace("|2.5.1\r", "|2.1\r")).await;
@@ -158,8 +158,8 @@ async fn mllp_listener_postgres() {
     }
 }
 
-/// Every public sample ADT in `examples/hl7v2/` is accepted and its patient found by its first
-/// identifier; the VXU and ORU samples are refused with AR until they are mapped.
+/// Every public sample ADT and VXU in `examples/hl7v2/` is accepted; the ORU sample is refused
+/// with AR until ORU is mapped.
 async fn samples(backend: Backend) {
     let srv = start(backend).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hl7v2");
@@ -172,7 +172,7 @@ async fn samples(backend: Backend) {
         let ack = exchange(&mut conn, &text).await;
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let code = field(&ack, "MSA", 1);
-        if text.contains("|VXU^") || text.contains("|ORU^") {
+        if text.contains("|ORU^") {
             assert_eq!(code, "AR", "{name}: {ack}");
             continue;
         }
@@ -194,5 +194,90 @@ async fn sample_messages_sqlite() {
 async fn sample_messages_postgres() {
     if crate::support::postgres_available() {
         samples(Backend::Postgres).await;
+    }
+}
+
+fn vxu(control: &str, action: &str, lot: &str) -> String {
+    format!(
+        "MSH|^~\\&|IIS|NORTH|HEARTH|CLINIC|20250102||VXU^V04^VXU_V04|{control}|P|2.5.1\r\
+         PID|1||V100^^^NORTH&1.2.840.99&ISO^MR||Dose^Della||20200105|F\r\
+         ORC|RE||F-77^NORTH-IZ\r\
+         RXA|0|1|20250102||08^HepB pediatric^CVX|0.5|mL^mL^UCUM||00^New record^NIP001||||||{lot}|20261231|MSK^Merck^MVX|||CP|{action}\r\
+         RXR|C28161^Intramuscular^NCIT|LA^Left arm^HL70163\r\
+         RXA|0|1|20200301||20^DTaP^CVX|999|||01^Historical^NIP001\r\
+         RXA|0|1|20250102||03^MMR^CVX|999||||||||||||00^Parental decision^NIP002||RE\r"
+    )
+}
+
+async fn immunizations(backend: Backend) {
+    let srv = start(backend).await;
+    let mut conn = connect(&srv).await;
+    let ack = exchange(&mut conn, &vxu("v1", "A", "LOT1")).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    let all = json(srv.get("Immunization?_sort=date&_count=10").await).await;
+    assert_eq!(all["total"], 3, "{all}");
+    let by_code = |code: &str| {
+        all["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .find(|r| r["vaccineCode"]["coding"][0]["code"] == code)
+            .unwrap()
+    };
+    let hepb = by_code("08");
+    assert_eq!(hepb["status"], "completed");
+    assert_eq!(hepb["occurrenceDateTime"], "2025-01-02");
+    assert_eq!(hepb["vaccineCode"]["coding"][0]["system"], "http://hl7.org/fhir/sid/cvx");
+    assert_eq!(hepb["doseQuantity"]["value"], 0.5);
+    assert_eq!(hepb["lotNumber"], "LOT1");
+    assert_eq!(hepb["expirationDate"], "2026-12-31");
+    assert_eq!(hepb["primarySource"], true);
+    assert_eq!(hepb["route"]["coding"][0]["code"], "C28161");
+    assert_eq!(hepb["site"]["coding"][0]["code"], "LA");
+    assert_eq!(hepb["identifier"][0]["value"], "F-77");
+    let org = hepb["manufacturer"]["reference"].as_str().unwrap().to_string();
+    let manufacturer = json(srv.get(&org).await).await;
+    assert_eq!(manufacturer["identifier"][0]["value"], "MSK");
+    let patient = hepb["patient"]["reference"].as_str().unwrap().to_string();
+    assert_eq!(json(srv.get(&patient).await).await["name"][0]["family"], "Dose");
+    let dtap = by_code("20");
+    assert_eq!(dtap["primarySource"], false);
+    assert_eq!(dtap["reportOrigin"]["coding"][0]["code"], "01");
+    assert!(dtap.get("doseQuantity").is_none(), "999 means unknown");
+    let mmr = by_code("03");
+    assert_eq!(mmr["status"], "not-done");
+    assert_eq!(mmr["statusReason"]["coding"][0]["code"], "00");
+    // Sent again (a new control id, a corrected lot): updated, not duplicated.
+    let ack = exchange(&mut conn, &vxu("v2", "U", "LOT2")).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert_eq!(json(srv.get("Immunization?_summary=count").await).await["total"], 3);
+    assert_eq!(json(srv.get("Organization?_summary=count").await).await["total"], 1);
+    let hepb = json(srv.get("Immunization?identifier=F-77").await).await;
+    assert_eq!(hepb["entry"][0]["resource"]["lotNumber"], "LOT2");
+    assert_eq!(hepb["entry"][0]["resource"]["meta"]["versionId"], "2");
+    // RXA-21 D: the dose was recorded in error.
+    let ack = exchange(&mut conn, &vxu("v3", "D", "LOT2")).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    let hepb = json(srv.get("Immunization?identifier=F-77").await).await;
+    assert_eq!(hepb["entry"][0]["resource"]["status"], "entered-in-error");
+    // A wrong RXA: AE naming it, and nothing of the message stored.
+    let bad = vxu("v4", "A", "LOT9").replace("|20200301|", "|2020-03|").replace("V100", "V200");
+    let ack = exchange(&mut conn, &bad).await;
+    assert_eq!(field(&ack, "MSA", 1), "AE", "{ack}");
+    assert_eq!(field(&ack, "ERR", 2), "RXA[2]-3");
+    assert_eq!(json(srv.get("Patient?identifier=urn:oid:1.2.840.99|V200").await).await["total"], 0);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vxu_immunizations_sqlite() {
+    immunizations(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vxu_immunizations_postgres() {
+    if crate::support::postgres_available() {
+        immunizations(Backend::Postgres).await;
     }
 }
