@@ -57,6 +57,9 @@ struct BenchArgs {
     /// Measure bulk import and $export instead (eleven resources per patient).
     #[arg(long, conflicts_with = "search")]
     bulk: bool,
+    /// Measure HL7 v2 VXU ingest over MLLP instead (1 and 8 connections).
+    #[arg(long, conflicts_with_all = ["search", "bulk"])]
+    hl7: bool,
     /// Patients in the search data set (ten resources each) or the bulk data set (eleven).
     #[arg(long, default_value_t = 100_000)]
     patients: usize,
@@ -304,6 +307,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.bulk {
         let opts = hearth::bench::bulk::BulkOptions { patients: args.patients, databases, dir: dir.clone() };
         let result = hearth::bench::bulk::run(&opts).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(result?);
+    }
+    if args.hl7 {
+        let opts = hearth::bench::hl7::Hl7Options {
+            duration: std::time::Duration::from_secs_f64(args.seconds),
+            databases,
+        };
+        let result = hearth::bench::hl7::run(&opts).await;
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(result?);
     }

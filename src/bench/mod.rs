@@ -6,6 +6,7 @@
 //! Ratios, not absolute numbers, are what to compare across machines.
 
 pub mod bulk;
+pub mod hl7;
 pub mod search;
 
 use std::sync::Arc;
@@ -59,7 +60,7 @@ fn sample_patient(i: usize) -> Value {
 }
 
 /// Runs `clients` workers for `duration`, each calling `op(worker, n)`; records every latency.
-async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Result<Series>
+pub(crate) async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Result<Series>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -125,14 +126,14 @@ async fn bare_server(body: Vec<u8>) -> Result<String> {
 }
 
 /// The real server on a random local port, for the duration of a benchmark.
-struct Running {
+pub(crate) struct Running {
     base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Running {
-    async fn start(state: &Arc<crate::api::AppState>) -> Result<Running> {
+    pub(crate) async fn start(state: &Arc<crate::api::AppState>) -> Result<Running> {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(e.to_string()))?;
         let base =
             format!("http://{}/fhir", listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
@@ -143,7 +144,7 @@ impl Running {
         Ok(Running { base, stop, task })
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }

@@ -229,6 +229,16 @@ impl Engine {
     /// All entries or none. The outcomes come back in the entries' order.
     /// A GET that fails after the commit is that entry's answer, not the transaction's.
     pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Result<Outcome>>> {
+        self.transaction_noting(requests, None).await
+    }
+
+    /// `transaction`, recording `message` (an HL7 v2 message and its ACK) in the same database
+    /// transaction: one commit, and the message is recorded exactly when its writes are.
+    pub async fn transaction_noting(
+        &self,
+        requests: Vec<Request>,
+        message: Option<&crate::store::hl7::Received<'_>>,
+    ) -> Result<Vec<Result<Outcome>>> {
         let mut full_urls = HashSet::new();
         for (i, r) in requests.iter().enumerate() {
             let mut check = || -> Result<()> {
@@ -256,7 +266,7 @@ impl Engine {
         }
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<String> = requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
-        let written = self.retry(|| self.try_transaction(&requests, &ids)).await?;
+        let written = self.retry(|| self.try_transaction(&requests, &ids, message)).await?;
         let outcomes: Vec<Option<Outcome>> = written.into_iter().map(|o| o.map(Outcome::from)).collect();
         for v in outcomes.iter().flatten().filter_map(Outcome::version) {
             if let Err(e) = self.custom_params_written(v).await {
@@ -279,7 +289,12 @@ impl Engine {
         Ok(results)
     }
 
-    async fn try_transaction(&self, requests: &[Request], ids: &[String]) -> Result<Vec<Option<Change>>> {
+    async fn try_transaction(
+        &self,
+        requests: &[Request],
+        ids: &[String],
+        message: Option<&crate::store::hl7::Received<'_>>,
+    ) -> Result<Vec<Option<Change>>> {
         let mut tx = self.store.begin().await?;
         let n = requests.len();
         // Phase 1: where each entry writes, and what its fullUrl stands for.
@@ -318,6 +333,9 @@ impl Engine {
             let Some(step) = plan[i].take() else { continue };
             let done = self.execute(&mut tx, step, resources[i].take(), requests[i].if_match).await;
             out[i] = Some(done.map_err(|e| e.in_entry(i))?);
+        }
+        if let Some(m) = message {
+            tx.hl7_record(m).await?;
         }
         tx.commit().await?;
         Ok(out)

@@ -42,33 +42,61 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
         Ok(None) => {}
         Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
     }
-    let (code, problems) = handle(engine, &m).await;
-    let answer = ack(Some(&m), code, &problems);
-    let record = crate::store::hl7::Received {
-        sender: &sender,
-        control_id: &control_id,
-        message_type: &m.get("MSH", 9, 0),
-        status: match code {
-            AckCode::AA => "AA",
-            AckCode::AE => "AE",
-            AckCode::AR => "AR",
-        },
-        ack: &answer,
-        raw: text,
-        received: now_ms(),
+    let message_type = m.get("MSH", 9, 0);
+    let received = |status: &'static str, answer: &str| {
+        let r = crate::store::hl7::Received {
+            sender: &sender,
+            control_id: &control_id,
+            message_type: &message_type,
+            status,
+            ack: answer,
+            raw: text,
+            received: now_ms(),
+        };
+        r.clone_owned()
     };
-    if let Err(e) = engine.store.hl7_record(&record).await {
-        tracing::error!("HL7 message {control_id} from {sender} was processed but not recorded: {e}");
+    let requests = match requests_of(&m) {
+        Ok(r) => r,
+        Err((code, problems)) => {
+            let answer = ack(Some(&m), code, &problems);
+            remember(engine, &received(status_of(code), &answer)).await;
+            return answer;
+        }
+    };
+    // The AA is recorded in the transaction that stores the message's resources.
+    let accepted = ack(Some(&m), AckCode::AA, &[]);
+    let owned = received("AA", &accepted);
+    match engine.transaction_noting(requests, Some(&owned.borrow())).await {
+        Ok(_) => accepted,
+        Err(e) => {
+            let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));
+            remember(engine, &received("AE", &answer)).await;
+            answer
+        }
     }
-    answer
 }
 
-/// What the message is, and what came of it.
-async fn handle(engine: &Engine, m: &V2<'_>) -> (AckCode, Vec<Problem>) {
+fn status_of(code: AckCode) -> &'static str {
+    match code {
+        AckCode::AA => "AA",
+        AckCode::AE => "AE",
+        AckCode::AR => "AR",
+    }
+}
+
+/// Records a message that stored nothing (refused, or failed).
+async fn remember(engine: &Engine, r: &crate::store::hl7::OwnedReceived) {
+    if let Err(e) = engine.store.hl7_record(&r.borrow()).await {
+        tracing::error!("HL7 message {} from {} was answered but not recorded: {e}", r.control_id, r.sender);
+    }
+}
+
+/// What the message asks to write, or why it cannot be.
+fn requests_of(m: &V2<'_>) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<Problem>)> {
     let version = m.get("MSH", 12, 1);
     if !VERSIONS.contains(&version.as_str()) {
         let why = format!("version '{version}' is not supported (2.3 to 2.8.2 are)");
-        return (AckCode::AR, vec![Problem::new("MSH-12", 203, why)]);
+        return Err((AckCode::AR, vec![Problem::new("MSH-12", 203, why)]));
     }
     let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
     let requests = match (kind.as_str(), event.as_str()) {
@@ -76,21 +104,14 @@ async fn handle(engine: &Engine, m: &V2<'_>) -> (AckCode, Vec<Problem>) {
         ("VXU", "V04") => super::vxu::requests(m),
         ("ADT", e) => {
             let why = format!("ADT event '{e}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
-            return (AckCode::AR, vec![Problem::new("MSH-9", 201, why)]);
+            return Err((AckCode::AR, vec![Problem::new("MSH-9", 201, why)]));
         }
         (k, _) => {
             let why = format!("message type '{k}' is not supported yet (ADT and VXU^V04 are)");
-            return (AckCode::AR, vec![Problem::new("MSH-9", 200, why)]);
+            return Err((AckCode::AR, vec![Problem::new("MSH-9", 200, why)]));
         }
     };
-    let requests = match requests {
-        Ok(r) => r,
-        Err(p) => return (AckCode::AE, vec![p]),
-    };
-    match engine.transaction(requests).await {
-        Ok(_) => (AckCode::AA, Vec::new()),
-        Err(e) => (AckCode::AE, problems_of(&e)),
-    }
+    requests.map_err(|p| (AckCode::AE, vec![p]))
 }
 
 /// The engine's refusal as ERR segments (HL7 table 0357).

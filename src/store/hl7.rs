@@ -14,6 +14,52 @@ pub struct Received<'a> {
     pub received: i64,
 }
 
+pub(super) const RECORD: &str = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO NOTHING";
+
+/// A `Received` that owns its text (to be kept across an await).
+pub struct OwnedReceived {
+    pub sender: String,
+    pub control_id: String,
+    pub message_type: String,
+    pub status: &'static str,
+    pub ack: String,
+    pub raw: String,
+    pub received: i64,
+}
+
+impl Received<'_> {
+    pub fn clone_owned(&self) -> OwnedReceived {
+        OwnedReceived {
+            sender: self.sender.into(),
+            control_id: self.control_id.into(),
+            message_type: self.message_type.into(),
+            status: match self.status {
+                "AA" => "AA",
+                "AE" => "AE",
+                _ => "AR",
+            },
+            ack: self.ack.into(),
+            raw: self.raw.into(),
+            received: self.received,
+        }
+    }
+}
+
+impl OwnedReceived {
+    pub fn borrow(&self) -> Received<'_> {
+        Received {
+            sender: &self.sender,
+            control_id: &self.control_id,
+            message_type: &self.message_type,
+            status: self.status,
+            ack: &self.ack,
+            raw: &self.raw,
+            received: self.received,
+        }
+    }
+}
+
 impl Store {
     /// The ACK a message from `sender` with `control_id` got before, if any.
     pub async fn hl7_ack(&self, sender: &str, control_id: &str) -> Result<Option<String>> {
@@ -25,10 +71,8 @@ impl Store {
 
     /// Records a message; one received twice at once keeps the first record.
     pub async fn hl7_record(&self, m: &Received<'_>) -> Result<()> {
-        let sql = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO NOTHING";
         on_writer!(self, pool => {
-            sqlx::query(sql)
+            sqlx::query(RECORD)
                 .bind(m.sender)
                 .bind(m.control_id)
                 .bind(m.message_type)

@@ -150,6 +150,24 @@ impl Tx {
         Ok(row.map(|(rkey, version, last_updated, deleted)| Current { rkey, version, last_updated, deleted }))
     }
 
+    /// Records an HL7 v2 message inside this transaction: it is recorded exactly when its
+    /// writes are.
+    pub async fn hl7_record(&mut self, m: &super::hl7::Received<'_>) -> Result<()> {
+        on_tx!(self, tx => {
+            sqlx::query(super::hl7::RECORD)
+                .bind(m.sender)
+                .bind(m.control_id)
+                .bind(m.message_type)
+                .bind(m.received)
+                .bind(m.status)
+                .bind(m.ack)
+                .bind(m.raw)
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// The stored bytes of the current row (for PATCH, which edits what is there).
     pub async fn body(&mut self, rkey: i64) -> Result<Vec<u8>> {
         let sql = "SELECT body FROM resource WHERE rkey = $1";
