@@ -55,7 +55,8 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
         };
         r.clone_owned()
     };
-    let requests = match requests_of(&m) {
+    let known = known_manufacturers(engine, &m).await;
+    let requests = match requests_of(&m, &known) {
         Ok(r) => r,
         Err((code, problems)) => {
             let answer = ack(Some(&m), code, &problems);
@@ -76,6 +77,21 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
     }
 }
 
+/// The manufacturer Organizations a VXU names that are stored already.
+async fn known_manufacturers(engine: &Engine, m: &V2<'_>) -> Vec<String> {
+    if m.get("MSH", 9, 1) != "VXU" {
+        return Vec::new();
+    }
+    let mut known = Vec::new();
+    for code in super::vxu::manufacturer_codes(m) {
+        let id = super::vxu::manufacturer_id(&code);
+        if !known.contains(&id) && engine.read("Organization", &id).await.is_ok() {
+            known.push(id);
+        }
+    }
+    known
+}
+
 fn status_of(code: AckCode) -> &'static str {
     match code {
         AckCode::AA => "AA",
@@ -92,7 +108,7 @@ async fn remember(engine: &Engine, r: &crate::store::hl7::OwnedReceived) {
 }
 
 /// What the message asks to write, or why it cannot be.
-fn requests_of(m: &V2<'_>) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<Problem>)> {
+fn requests_of(m: &V2<'_>, known: &[String]) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<Problem>)> {
     let version = m.get("MSH", 12, 1);
     if !VERSIONS.contains(&version.as_str()) {
         let why = format!("version '{version}' is not supported (2.3 to 2.8.2 are)");
@@ -101,7 +117,7 @@ fn requests_of(m: &V2<'_>) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<
     let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
     let requests = match (kind.as_str(), event.as_str()) {
         ("ADT", e) if ADT_PATIENT.contains(&e) => super::adt::patient(m).map(super::adt::patient_requests),
-        ("VXU", "V04") => super::vxu::requests(m),
+        ("VXU", "V04") => super::vxu::requests(m, known),
         ("ADT", e) => {
             let why = format!("ADT event '{e}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
             return Err((AckCode::AR, vec![Problem::new("MSH-9", 201, why)]));

@@ -201,35 +201,55 @@ fn immunization(
     Ok(imm)
 }
 
-/// The manufacturer (RXA-17, MVX) as a conditionally created Organization the Immunization
-/// references through `fullUrl`.
-fn manufacturer(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value, requests: &mut Vec<Request>) {
+/// The id of the Organization for an MVX manufacturer code: one per code, so that messages
+/// need no conditional lookup (whose lock would serialize every message naming it).
+pub fn manufacturer_id(code: &str) -> String {
+    let clean: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).take(50).collect();
+    format!("mvx-{}", clean.to_ascii_lowercase())
+}
+
+/// The MVX codes a message names (RXA-17).
+pub fn manufacturer_codes(m: &V2<'_>) -> Vec<String> {
+    doses(m).iter().map(|d| m.at(d.rxa, 17, 1)).filter(|c| !c.is_empty()).collect()
+}
+
+/// The manufacturer (RXA-17, MVX) as the Organization `mvx-<code>`, written (update-as-create)
+/// only when it is not `known` to exist yet.
+fn manufacturer(
+    m: &V2<'_>,
+    d: &Dose<'_, '_>,
+    imm: &mut Value,
+    requests: &mut Vec<Request>,
+    known: &[String],
+) {
     let code = m.at(d.rxa, 17, 1);
     if code.is_empty() {
         return;
     }
-    let full = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let mut org = json!({"resourceType": "Organization", "identifier": [{"system": MVX, "value": code}]});
-    let name = m.at(d.rxa, 17, 2);
-    if !name.is_empty() {
-        org["name"] = json!(name);
+    let id = manufacturer_id(&code);
+    let url = format!("Organization/{id}");
+    if !known.contains(&id) && !requests.iter().any(|r| r.url == url) {
+        let mut org =
+            json!({"resourceType": "Organization", "id": id, "identifier": [{"system": MVX, "value": code}]});
+        let name = m.at(d.rxa, 17, 2);
+        if !name.is_empty() {
+            org["name"] = json!(name);
+        }
+        requests.push(Request {
+            method: Method::Put,
+            url: url.clone(),
+            full_url: None,
+            resource: Some(org),
+            if_match: None,
+            if_none_exist: None,
+        });
     }
-    let condition = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("identifier", &format!("{MVX}|{code}"))
-        .finish();
-    requests.push(Request {
-        method: Method::Post,
-        url: "Organization".into(),
-        full_url: Some(full.clone()),
-        resource: Some(org),
-        if_match: None,
-        if_none_exist: Some(condition),
-    });
-    imm["manufacturer"] = json!({"reference": full});
+    imm["manufacturer"] = json!({"reference": url});
 }
 
-/// The whole VXU as transaction requests: the Patient, then each dose.
-pub fn requests(m: &V2<'_>) -> Result<Vec<Request>, Problem> {
+/// The whole VXU as transaction requests: the Patient, then each dose. `known`: the
+/// manufacturer Organizations (ids) that exist already.
+pub fn requests(m: &V2<'_>, known: &[String]) -> Result<Vec<Request>, Problem> {
     let patient = super::adt::patient(m)?;
     let id = &patient["identifier"][0];
     let key =
@@ -243,7 +263,7 @@ pub fn requests(m: &V2<'_>) -> Result<Vec<Request>, Problem> {
     }
     for d in &doses {
         let mut imm = immunization(m, d, &patient_ref, &key)?;
-        manufacturer(m, d, &mut imm, &mut out);
+        manufacturer(m, d, &mut imm, &mut out, known);
         let ident = &imm["identifier"][0];
         let token = format!(
             "{}|{}",
