@@ -1,6 +1,6 @@
 //! Received HL7 v2 messages (`hl7_message`): idempotency by sender and control id.
 
-use super::{Store, on_backend, on_writer};
+use super::{Store, on_backend};
 use crate::error::Result;
 
 /// A message as received, with the ACK it got.
@@ -71,18 +71,8 @@ impl Store {
 
     /// Records a message; one received twice at once keeps the first record.
     pub async fn hl7_record(&self, m: &Received<'_>) -> Result<()> {
-        on_writer!(self, pool => {
-            sqlx::query(RECORD)
-                .bind(m.sender)
-                .bind(m.control_id)
-                .bind(m.message_type)
-                .bind(m.received)
-                .bind(m.status)
-                .bind(m.ack)
-                .bind(m.raw)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.hl7_record(m).await?;
+        tx.commit().await
     }
 }
