@@ -237,7 +237,7 @@ impl Engine {
     pub async fn transaction_noting(
         &self,
         requests: Vec<Request>,
-        message: Option<&crate::store::hl7::Received<'_>>,
+        message: Option<&crate::store::hl7::Received>,
     ) -> Result<Vec<Result<Outcome>>> {
         let mut full_urls = HashSet::new();
         for (i, r) in requests.iter().enumerate() {
@@ -293,7 +293,7 @@ impl Engine {
         &self,
         requests: &[Request],
         ids: &[String],
-        message: Option<&crate::store::hl7::Received<'_>>,
+        message: Option<&crate::store::hl7::Received>,
     ) -> Result<Vec<Option<Change>>> {
         let mut tx = self.store.begin().await?;
         let n = requests.len();

@@ -43,17 +43,14 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
         Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
     }
     let message_type = m.get("MSH", 9, 0);
-    let received = |status: &'static str, answer: &str| {
-        let r = crate::store::hl7::Received {
-            sender: &sender,
-            control_id: &control_id,
-            message_type: &message_type,
-            status,
-            ack: answer,
-            raw: text,
-            received: now_ms(),
-        };
-        r.clone_owned()
+    let received = |status: &'static str, answer: &str| crate::store::hl7::Received {
+        sender: sender.clone(),
+        control_id: control_id.clone(),
+        message_type: message_type.clone(),
+        status,
+        ack: answer.to_string(),
+        raw: text.to_string(),
+        received: now_ms(),
     };
     let known = known_manufacturers(engine, &m).await;
     let requests = match requests_of(&m, &known) {
@@ -66,8 +63,8 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
     };
     // The AA is recorded in the transaction that stores the message's resources.
     let accepted = ack(Some(&m), AckCode::AA, &[]);
-    let owned = received("AA", &accepted);
-    match engine.transaction_noting(requests, Some(&owned.borrow())).await {
+    let record = received("AA", &accepted);
+    match engine.transaction_noting(requests, Some(&record)).await {
         Ok(_) => accepted,
         Err(e) => {
             let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));
@@ -101,8 +98,8 @@ fn status_of(code: AckCode) -> &'static str {
 }
 
 /// Records a message that stored nothing (refused, or failed).
-async fn remember(engine: &Engine, r: &crate::store::hl7::OwnedReceived) {
-    if let Err(e) = engine.store.hl7_record(&r.borrow()).await {
+async fn remember(engine: &Engine, r: &crate::store::hl7::Received) {
+    if let Err(e) = engine.store.hl7_record(r).await {
         tracing::error!("HL7 message {} from {} was answered but not recorded: {e}", r.control_id, r.sender);
     }
 }

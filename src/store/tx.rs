@@ -152,16 +152,16 @@ impl Tx {
 
     /// Records an HL7 v2 message inside this transaction: it is recorded exactly when its
     /// writes are.
-    pub async fn hl7_record(&mut self, m: &super::hl7::Received<'_>) -> Result<()> {
+    pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<()> {
         on_tx!(self, tx => {
             sqlx::query(super::hl7::RECORD)
-                .bind(m.sender)
-                .bind(m.control_id)
-                .bind(m.message_type)
+                .bind(&m.sender)
+                .bind(&m.control_id)
+                .bind(&m.message_type)
                 .bind(m.received)
                 .bind(m.status)
-                .bind(m.ack)
-                .bind(m.raw)
+                .bind(&m.ack)
+                .bind(&m.raw)
                 .execute(&mut **tx)
                 .await?;
         });
