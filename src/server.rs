@@ -67,7 +67,10 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         None => (None, None),
     };
+    let (hl7, hl7_inbox) = crate::hl7v2::Ingest::new();
     Ok(Arc::new(AppState {
+        hl7,
+        hl7_inbox: std::sync::Mutex::new(Some(hl7_inbox)),
         mllp: std::sync::Mutex::new(mllp),
         mllp_addr,
         engine,
@@ -100,6 +103,7 @@ pub async fn serve(
     let audit_rx = state.audit_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
     // The audit writer stops after the last request: what they queued is written first.
     let (stop_audit, audit_stopped) = tokio::sync::watch::channel(false);
+    let hl7_stopped = audit_stopped.clone();
     let audit_writer = audit_rx.map(|rx| {
         let state = state.clone();
         tokio::spawn(async move { state.engine.run_audit_writer(rx, audit_stopped).await })
@@ -108,6 +112,12 @@ pub async fn serve(
     if state.keys.is_some() && state.external.is_none() {
         tokio::spawn(api::authn::watch_revocations(state.clone(), stopped.clone()));
     }
+    // The HL7 writer, like the audit writer, stops after the last request and message.
+    let hl7_inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let hl7_writer = hl7_inbox.map(|inbox| {
+        let state = state.clone();
+        tokio::spawn(async move { crate::hl7v2::ingest::run(&state.engine, inbox, hl7_stopped).await })
+    });
     let mllp = state.mllp.lock().unwrap_or_else(|e| e.into_inner()).take();
     let mllp_task = mllp.map(|(listener, settings)| {
         let holder: Arc<dyn crate::hl7v2::AsEngine> = state.clone();
@@ -135,6 +145,11 @@ pub async fn serve(
         let _ = t.await;
     }
     let _ = stop_audit.send(true);
+    if let Some(writer) = hl7_writer
+        && let Err(e) = writer.await
+    {
+        tracing::error!("the HL7 writer ended abnormally: {e}");
+    }
     if let Some(writer) = audit_writer
         && let Err(e) = writer.await
     {

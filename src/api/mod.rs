@@ -55,6 +55,9 @@ pub struct AppState {
     /// The bound MLLP listener (taken by `server::serve`) and its address.
     pub mllp: std::sync::Mutex<Option<(tokio::net::TcpListener, crate::hl7v2::MllpSettings)>>,
     pub mllp_addr: Option<std::net::SocketAddr>,
+    /// The HL7 v2 writer's inbox (MLLP and `POST /hl7v2`).
+    pub hl7: crate::hl7v2::Ingest,
+    pub hl7_inbox: std::sync::Mutex<Option<crate::hl7v2::ingest::Inbox>>,
     /// The queue's other end, taken by `server::serve` for its writer task.
     pub audit_rx: std::sync::Mutex<Option<crate::engine::audit::AuditReceiver>>,
     /// An external issuer whose tokens are accepted instead of ours (`auth_issuer`).
@@ -134,5 +137,8 @@ async fn not_found(ctx: Ctx) -> Response {
 impl crate::hl7v2::AsEngine for AppState {
     fn engine(&self) -> &crate::engine::Engine {
         &self.engine
+    }
+    fn ingest(&self) -> &crate::hl7v2::Ingest {
+        &self.hl7
     }
 }

@@ -8,6 +8,7 @@
 pub mod audit;
 mod bulk;
 mod confine;
+mod group;
 mod include;
 mod load;
 mod params;
@@ -18,6 +19,7 @@ mod write;
 
 pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState, Upload};
 pub use confine::See;
+pub use group::Part;
 pub use load::{LOAD_BATCH, Loader, Origin, Rejection, content_id};
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};

@@ -144,6 +144,34 @@ fn parse_entry(entry: &Value) -> Result<Request> {
     })
 }
 
+/// What can be checked before the database is touched: GET shapes, fullUrls used once, and
+/// every resource valid.
+pub(super) fn check_requests(requests: &[Request]) -> Result<()> {
+    let mut full_urls = HashSet::new();
+    for (i, r) in requests.iter().enumerate() {
+        let mut check = || -> Result<()> {
+            if r.method == Method::Get {
+                get_shape(&r.url)?;
+            }
+            if let Some(full) = &r.full_url
+                && r.method != Method::Get
+                && !full_urls.insert(full.clone())
+            {
+                return Err(Error::invalid(IssueCode::Duplicate, format!("fullUrl {full} appears twice")));
+            }
+            if let Some(v) = &r.resource {
+                let rtype = match target(&r.url)? {
+                    Target::Type(t) | Target::Instance(t, _) | Target::Condition(t, _) => t,
+                };
+                resource::validate(rtype, v)?;
+            }
+            Ok(())
+        };
+        check().map_err(|e| e.in_entry(i))?;
+    }
+    Ok(())
+}
+
 /// The target of an entry's URL.
 enum Target<'a> {
     Type(&'a str),
@@ -229,44 +257,19 @@ impl Engine {
     /// All entries or none. The outcomes come back in the entries' order.
     /// A GET that fails after the commit is that entry's answer, not the transaction's.
     pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Result<Outcome>>> {
-        self.transaction_noting(requests, None).await
-    }
-
-    /// `transaction`, recording `message` (an HL7 v2 message and its ACK) in the same database
-    /// transaction: one commit, and the message is recorded exactly when its writes are.
-    pub async fn transaction_noting(
-        &self,
-        requests: Vec<Request>,
-        message: Option<&crate::store::hl7::Received>,
-    ) -> Result<Vec<Result<Outcome>>> {
-        let mut full_urls = HashSet::new();
-        for (i, r) in requests.iter().enumerate() {
-            let mut check = || -> Result<()> {
-                if r.method == Method::Get {
-                    get_shape(&r.url)?;
-                }
-                if let Some(full) = &r.full_url
-                    && r.method != Method::Get
-                    && !full_urls.insert(full.clone())
-                {
-                    return Err(Error::invalid(
-                        IssueCode::Duplicate,
-                        format!("fullUrl {full} appears twice"),
-                    ));
-                }
-                if let Some(v) = &r.resource {
-                    let rtype = match target(&r.url)? {
-                        Target::Type(t) | Target::Instance(t, _) | Target::Condition(t, _) => t,
-                    };
-                    resource::validate(rtype, v)?;
-                }
-                Ok(())
-            };
-            check().map_err(|e| e.in_entry(i))?;
-        }
+        check_requests(&requests)?;
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<String> = requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
-        let written = self.retry(|| self.try_transaction(&requests, &ids, message)).await?;
+        let written = self.retry(|| self.try_transaction(&requests, &ids)).await?;
+        Ok(self.finish(&requests, written).await)
+    }
+
+    /// After the commit: search parameters written or deleted take effect, and GETs run.
+    pub(super) async fn finish(
+        &self,
+        requests: &[Request],
+        written: Vec<Option<Change>>,
+    ) -> Vec<Result<Outcome>> {
         let outcomes: Vec<Option<Outcome>> = written.into_iter().map(|o| o.map(Outcome::from)).collect();
         for v in outcomes.iter().flatten().filter_map(Outcome::version) {
             if let Err(e) = self.custom_params_written(v).await {
@@ -286,23 +289,30 @@ impl Engine {
                 None => Err(Error::Internal(format!("entry {i} was not processed"))),
             });
         }
-        Ok(results)
+        results
     }
 
-    async fn try_transaction(
+    async fn try_transaction(&self, requests: &[Request], ids: &[String]) -> Result<Vec<Option<Change>>> {
+        let mut tx = self.store.begin().await?;
+        let out = self.apply(&mut tx, requests, ids).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The transaction's writes inside `tx`: conditions, references, then the writes.
+    pub(super) async fn apply(
         &self,
+        tx: &mut Tx,
         requests: &[Request],
         ids: &[String],
-        message: Option<&crate::store::hl7::Received>,
     ) -> Result<Vec<Option<Change>>> {
-        let mut tx = self.store.begin().await?;
         let n = requests.len();
         // Phase 1: where each entry writes, and what its fullUrl stands for.
         let mut plan: Vec<Option<Step>> = (0..n).map(|_| None).collect();
         let mut aliases: HashMap<String, String> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
         for (i, r) in requests.iter().enumerate() {
-            let step = self.resolve(&mut tx, r, &ids[i]).await.map_err(|e| e.in_entry(i))?;
+            let step = self.resolve(tx, r, &ids[i]).await.map_err(|e| e.in_entry(i))?;
             let Some(step) = step else { continue };
             if let Some(key) = step.key() {
                 if !seen.insert(key.clone()) {
@@ -322,7 +332,7 @@ impl Engine {
         let mut resources: Vec<Option<Value>> = requests.iter().map(|r| r.resource.clone()).collect();
         for (i, res) in resources.iter_mut().enumerate() {
             if let Some(v) = res {
-                self.rewrite(&mut tx, v, &aliases).await.map_err(|e| e.in_entry(i))?;
+                self.rewrite(tx, v, &aliases).await.map_err(|e| e.in_entry(i))?;
             }
         }
         // Phase 3: DELETE, then POST, then PUT.
@@ -331,13 +341,9 @@ impl Engine {
         let mut out: Vec<Option<Change>> = (0..n).map(|_| None).collect();
         for i in order {
             let Some(step) = plan[i].take() else { continue };
-            let done = self.execute(&mut tx, step, resources[i].take(), requests[i].if_match).await;
+            let done = self.execute(tx, step, resources[i].take(), requests[i].if_match).await;
             out[i] = Some(done.map_err(|e| e.in_entry(i))?);
         }
-        if let Some(m) = message {
-            tx.hl7_record(m).await?;
-        }
-        tx.commit().await?;
         Ok(out)
     }
 

@@ -61,6 +61,7 @@ pub async fn serve(
 /// Whatever holds the engine (the server's state), so the listener needs no HTTP types.
 pub trait AsEngine: Send + Sync + 'static {
     fn engine(&self) -> &Engine;
+    fn ingest(&self) -> &super::Ingest;
 }
 
 async fn connection(
@@ -80,7 +81,7 @@ async fn connection(
             Ok(None) => return Ok(()), // closed by the sender
             Ok(Some(frame)) => frame?,
         };
-        let answer = super::process::process(holder.engine(), &frame).await;
+        let answer = super::process::process(holder.engine(), holder.ingest(), &frame).await;
         framed.send(answer.into_bytes()).await?;
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod ack;
 pub mod adt;
+pub mod ingest;
 pub mod listener;
 pub mod message;
 pub mod mllp;
 pub mod process;
 pub mod vxu;
 
+pub use ingest::Ingest;
 pub use listener::{AsEngine, MllpSettings};

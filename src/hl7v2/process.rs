@@ -16,7 +16,7 @@ const VERSIONS: &[&str] =
 const ADT_PATIENT: &[&str] = &["A01", "A04", "A05", "A08", "A28", "A31"];
 
 /// Processes one message's bytes and returns the ACK's text.
-pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
+pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
     // MSH-18 may name another character set; UTF-8 and ASCII are read as they are, and
     // ISO-8859-1 byte by byte.
     let text = match std::str::from_utf8(bytes) {
@@ -64,7 +64,7 @@ pub async fn process(engine: &Engine, bytes: &[u8]) -> String {
     // The AA is recorded in the transaction that stores the message's resources.
     let accepted = ack(Some(&m), AckCode::AA, &[]);
     let record = received("AA", &accepted);
-    match engine.transaction_noting(requests, Some(&record)).await {
+    match ingest.commit(crate::engine::Part { requests, record }).await {
         Ok(_) => accepted,
         Err(e) => {
             let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));

@@ -64,6 +64,8 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .pragma("cache_size", "-32768")
+        // Savepoints (group commits) journal every page they touch; in memory, not a file.
+        .pragma("temp_store", "memory")
         // Hot index pages are rewritten by every commit; checkpointing less often copies each
         // of them to the database file once per 10k WAL pages instead of once per 1k
         // (measured: 2.4 → 1.9 ms per sequential create).

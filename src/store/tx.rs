@@ -99,6 +99,13 @@ pub fn renumber(sql: &str, offset: usize) -> String {
     out
 }
 
+/// Where [`Tx::rollback_to`] returns to.
+pub struct Savepoint {
+    written: usize,
+    inserted: usize,
+    forget: usize,
+}
+
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self.conn {
@@ -113,6 +120,36 @@ impl Tx {
                 cache.put(Arc::new(v));
             }
         }
+        Ok(())
+    }
+
+    /// Marks a point this transaction can roll back to without losing what came before (one
+    /// HL7 message of a group commit that fails).
+    pub async fn savepoint(&mut self) -> Result<Savepoint> {
+        on_tx!(self, tx => { sqlx::query("SAVEPOINT hearth_part").execute(&mut **tx).await?; });
+        Ok(Savepoint {
+            written: self.written.len(),
+            inserted: self.inserted.len(),
+            forget: self.forget.len(),
+        })
+    }
+
+    /// Keeps what was written since the savepoint.
+    pub async fn release(&mut self, _: Savepoint) -> Result<()> {
+        on_tx!(self, tx => { sqlx::query("RELEASE SAVEPOINT hearth_part").execute(&mut **tx).await?; });
+        Ok(())
+    }
+
+    /// Undoes what was written since the savepoint, in the database and in what the commit will
+    /// publish to the read cache.
+    pub async fn rollback_to(&mut self, sp: Savepoint) -> Result<()> {
+        on_tx!(self, tx => {
+            sqlx::query("ROLLBACK TO SAVEPOINT hearth_part").execute(&mut **tx).await?;
+            sqlx::query("RELEASE SAVEPOINT hearth_part").execute(&mut **tx).await?;
+        });
+        self.written.truncate(sp.written);
+        self.inserted.truncate(sp.inserted);
+        self.forget.truncate(sp.forget);
         Ok(())
     }
 

@@ -1,0 +1,79 @@
+//! The HL7 writer. Every connection (and `POST /hl7v2`) hands its mapped message to one task,
+//! which commits whatever is waiting as one group (`Engine::transaction_group`): with many
+//! senders, one database commit serves many messages, and each message still gets its own
+//! answer, after the commit. Nothing waits to fill a group: a lone sender is committed at once.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::engine::{Engine, Part};
+use crate::error::{Error, Result};
+
+/// Most messages committed together.
+const GROUP_MAX: usize = 64;
+/// Messages waiting for the writer before senders wait too.
+const QUEUE: usize = 1024;
+
+struct Job {
+    part: Part,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// The writer's inbox.
+#[derive(Clone)]
+pub struct Ingest {
+    queue: mpsc::Sender<Job>,
+}
+
+/// What [`run`] reads.
+pub struct Inbox(mpsc::Receiver<Job>);
+
+impl Ingest {
+    pub fn new() -> (Ingest, Inbox) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        (Ingest { queue }, Inbox(rx))
+    }
+
+    /// Commits one message's writes and its record; `Ok` once they are durable.
+    pub async fn commit(&self, part: Part) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { part, reply })
+            .await
+            .map_err(|_| Error::Internal("the server is stopping; the message was not stored".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the HL7 writer stopped; the message was not stored".into()))?
+    }
+}
+
+/// Commits groups until `stop`, then what is still waiting.
+pub async fn run(engine: &Engine, Inbox(mut rx): Inbox, mut stop: watch::Receiver<bool>) {
+    loop {
+        let first = tokio::select! {
+            j = rx.recv() => j,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else { break };
+        commit_group(engine, first, &mut rx).await;
+    }
+    rx.close();
+    while let Some(job) = rx.recv().await {
+        commit_group(engine, job, &mut rx).await;
+    }
+}
+
+async fn commit_group(engine: &Engine, first: Job, rx: &mut mpsc::Receiver<Job>) {
+    let mut jobs = vec![first];
+    while jobs.len() < GROUP_MAX {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    let (parts, replies): (Vec<Part>, Vec<_>) = jobs.into_iter().map(|j| (j.part, j.reply)).unzip();
+    let results = engine.transaction_group(&parts).await;
+    for (reply, r) in replies.into_iter().zip(results) {
+        // A sender that went away gets no answer; what it sent is stored all the same.
+        let _ = reply.send(r.map(|_| ()));
+    }
+}
