@@ -17,12 +17,7 @@ const ADT_PATIENT: &[&str] = &["A01", "A04", "A05", "A08", "A28", "A31"];
 
 /// Processes one message's bytes and returns the ACK's text.
 pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
-    // MSH-18 may name another character set; UTF-8 and ASCII are read as they are, and
-    // ISO-8859-1 byte by byte.
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t.to_string(),
-        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
-    };
+    let text = decode(bytes);
     let text = text.trim_start_matches('\u{feff}');
     let m = match V2::parse(text) {
         Ok(m) => m,
@@ -72,6 +67,24 @@ pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> S
             answer
         }
     }
+}
+
+/// The message's text. MSH-18 may name another character set; UTF-8 and ASCII are read as
+/// they are, and ISO-8859-1 byte by byte.
+fn decode(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_string(),
+        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    }
+}
+
+/// Everything `process` does before the database (decoding, parsing, mapping), for the fuzz
+/// target: the number of writes the message maps to, or why it maps to none.
+pub fn map_only(bytes: &[u8]) -> Result<usize, String> {
+    let text = decode(bytes);
+    let m = V2::parse(text.trim_start_matches('\u{feff}')).map_err(|e| e.to_string())?;
+    let _ = ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, "x")]);
+    requests_of(&m, &[]).map(|r| r.len()).map_err(|(_, p)| format!("{} problems", p.len()))
 }
 
 /// The manufacturer Organizations a VXU names that are stored already.
