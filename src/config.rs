@@ -56,6 +56,9 @@ pub struct Config {
     pub audit: bool,
     /// Access policy beyond scopes (`[access]`).
     pub access: Access,
+    /// HL7 v2 assigning authorities (namespace id or OID) → identifier system URI
+    /// (`[hl7_authorities]`, e.g. `GH = "http://goodhealth.example.org/mrn"`).
+    pub hl7_authorities: std::collections::HashMap<String, String>,
 }
 
 /// `[access]`: policy applied on top of what a token's scopes say.
@@ -91,6 +94,7 @@ impl Default for Config {
             mllp_max_frame_bytes: 1024 * 1024,
             audit: true,
             access: Access::default(),
+            hl7_authorities: Default::default(),
             auth_issuer: None,
             auth_jwks: None,
             auth_audience: None,

@@ -67,7 +67,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         None => (None, None),
     };
-    let (hl7, hl7_inbox) = crate::hl7v2::Ingest::new();
+    let (hl7, hl7_inbox) = crate::hl7v2::Ingest::new(config.hl7_authorities.clone());
     Ok(Arc::new(AppState {
         hl7,
         hl7_inbox: std::sync::Mutex::new(Some(hl7_inbox)),

@@ -5,165 +5,98 @@
 use serde_json::{Map, Value, json};
 
 use super::ack::Problem;
+use super::datatypes::{Writes, address, concept, date, datetime, each, identifier, name, telecom};
 use super::message::V2;
-use crate::engine::{Method, Request};
 
-/// `HD` assigning authority → identifier system: `urn:oid:` for ISO universal ids, else a URN
-/// made of the namespace id (a configurable table is the next step).
-fn system(m: &V2<'_>, f: &hl7_parser::message::Field<'_>, rep: usize) -> Option<String> {
-    let namespace = m.sub(f, rep, 4, 1);
-    let universal = m.sub(f, rep, 4, 2);
-    let kind = m.sub(f, rep, 4, 3);
-    match kind.as_str() {
-        "ISO" if !universal.is_empty() => Some(format!("urn:oid:{universal}")),
-        "URI" | "URL" if !universal.is_empty() => Some(universal),
-        _ if !namespace.is_empty() => Some(format!("urn:hearth:hl7v2:{}", namespace.replace(' ', "-"))),
-        _ => None,
+/// US Core race and ethnicity (PID-10, PID-22, CDC Race & Ethnicity codes): the five OMB
+/// categories (and the two ethnicities) as `ombCategory`, other codes as `detailed`.
+fn race_or_ethnicity(m: &V2<'_>, n: usize, url: &str, omb: &[&str]) -> Option<Value> {
+    let f = m.field("PID", n)?;
+    let mut parts = Vec::new();
+    let mut text = Vec::new();
+    for rep in 0..m.repeats(f) {
+        let code = m.component(f, rep, 1);
+        let display = m.component(f, rep, 2);
+        let system = m.component(f, rep, 3);
+        if code.is_empty() || !matches!(system.as_str(), "CDCREC" | "HL70005" | "HL70189" | "") {
+            continue;
+        }
+        let kind = if omb.contains(&code.as_str()) { "ombCategory" } else { "detailed" };
+        let mut coding = json!({"system": "urn:oid:2.16.840.1.113883.6.238", "code": code});
+        if !display.is_empty() {
+            coding["display"] = json!(display);
+        }
+        parts.push(json!({"url": kind, "valueCoding": coding}));
+        text.push(if display.is_empty() { code } else { display });
     }
-}
-
-/// `YYYY[MM[DD[HHMM[SS]]]]` → a FHIR date (the date part only); `None` when it is no date.
-fn date(ts: &str) -> Option<String> {
-    let d: String = ts.chars().take_while(char::is_ascii_digit).collect();
-    let part = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<u32>().ok());
-    if part(4..6).is_some_and(|mo| !(1..=12).contains(&mo))
-        || part(6..8).is_some_and(|dd| !(1..=31).contains(&dd))
-    {
+    if parts.is_empty() {
         return None;
     }
-    match d.len() {
-        4 => Some(d),
-        6.. if d.len() < 8 => Some(format!("{}-{}", &d[..4], &d[4..6])),
-        8.. => Some(format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8])),
-        _ => None,
+    parts.push(json!({"url": "text", "valueString": text.join(", ")}));
+    Some(json!({"url": url, "extension": parts}))
+}
+
+/// NK1 segments → Patient.contact (name, relationship NK1-3 and contact role NK1-7, address,
+/// phones); a contact with none of name, phone or address is left out (FHIR's pat-1).
+fn contacts(m: &V2<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for seg in m.message.segments.iter().filter(|s| s.name == "NK1") {
+        let mut c = Map::new();
+        if let Some(n) = seg.field(2).and_then(|f| name(m, f, 0)) {
+            c.insert("name".into(), n);
+        }
+        let telecom: Vec<Value> = [(5, "home"), (6, "work")]
+            .iter()
+            .flat_map(|(n, u)| each(m, seg.field(*n), |f, rep| telecom(m, f, rep, u)))
+            .collect();
+        if !telecom.is_empty() {
+            c.insert("telecom".into(), json!(telecom));
+        }
+        if let Some(a) = seg.field(4).and_then(|f| address(m, f, 0)) {
+            c.insert("address".into(), a);
+        }
+        if c.is_empty() {
+            continue;
+        }
+        let relationship: Vec<Value> = [3, 7].iter().filter_map(|n| concept(m, seg, *n)).collect();
+        if !relationship.is_empty() {
+            c.insert("relationship".into(), json!(relationship));
+        }
+        out.push(Value::Object(c));
     }
+    out
 }
 
 fn identifiers(m: &V2<'_>) -> Result<Vec<Value>, Problem> {
     let Some(f) = m.field("PID", 3) else {
         return Err(Problem::new("PID-3", 101, "PID-3 (patient identifier list) is required"));
     };
-    let mut out = Vec::new();
-    for rep in 0..m.repeats(f) {
-        let value = m.component(f, rep, 1);
-        if value.is_empty() {
-            continue;
-        }
-        let mut id = json!({"value": value});
-        if let Some(s) = system(m, f, rep) {
-            id["system"] = json!(s);
-        }
-        let code = m.component(f, rep, 5);
-        if !code.is_empty() {
-            id["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]});
-        }
-        out.push(id);
-    }
+    let out = each(m, Some(f), |f, rep| identifier(m, f, rep, 4, 5));
     if out.is_empty() {
         return Err(Problem::new("PID-3", 101, "PID-3 holds no identifier"));
     }
     Ok(out)
 }
 
-fn names(m: &V2<'_>) -> Vec<Value> {
-    let Some(f) = m.field("PID", 5) else { return Vec::new() };
-    (0..m.repeats(f))
-        .filter_map(|rep| {
-            let mut n = Map::new();
-            let family = m.component(f, rep, 1);
-            if !family.is_empty() {
-                n.insert("family".into(), json!(family));
-            }
-            let given: Vec<String> =
-                [2, 3].iter().map(|c| m.component(f, rep, *c)).filter(|g| !g.is_empty()).collect();
-            if !given.is_empty() {
-                n.insert("given".into(), json!(given));
-            }
-            for (c, key) in [(5, "prefix"), (4, "suffix")] {
-                let v = m.component(f, rep, c);
-                if !v.is_empty() {
-                    n.insert(key.into(), json!([v]));
-                }
-            }
-            let use_ = match m.component(f, rep, 7).as_str() {
-                "L" => Some("official"),
-                "D" => Some("usual"),
-                "M" | "B" => Some("maiden"),
-                "N" => Some("nickname"),
-                "A" => Some("anonymous"),
-                _ => None,
-            };
-            if let Some(u) = use_ {
-                n.insert("use".into(), json!(u));
-            }
-            (!n.is_empty()).then_some(Value::Object(n))
-        })
-        .collect()
-}
-
-fn addresses(m: &V2<'_>) -> Vec<Value> {
-    let Some(f) = m.field("PID", 11) else { return Vec::new() };
-    (0..m.repeats(f))
-        .filter_map(|rep| {
-            let mut a = Map::new();
-            let lines: Vec<String> =
-                [1, 2].iter().map(|c| m.component(f, rep, *c)).filter(|l| !l.is_empty()).collect();
-            if !lines.is_empty() {
-                a.insert("line".into(), json!(lines));
-            }
-            for (c, key) in [(3, "city"), (4, "state"), (5, "postalCode"), (6, "country")] {
-                let v = m.component(f, rep, c);
-                if !v.is_empty() {
-                    a.insert(key.into(), json!(v));
-                }
-            }
-            if a.is_empty() {
-                return None;
-            }
-            match m.component(f, rep, 7).as_str() {
-                "H" => a.insert("use".into(), json!("home")),
-                "B" | "O" => a.insert("use".into(), json!("work")),
-                "C" => a.insert("use".into(), json!("temp")),
-                "M" => a.insert("type".into(), json!("postal")),
-                _ => None,
-            };
-            Some(Value::Object(a))
-        })
-        .collect()
-}
-
-/// PID-13 (home) and PID-14 (business) `XTN`s.
-fn telecoms(m: &V2<'_>) -> Vec<Value> {
-    let mut out = Vec::new();
-    for (n, default_use) in [(13, "home"), (14, "work")] {
-        let Some(f) = m.field("PID", n) else { continue };
-        for rep in 0..m.repeats(f) {
-            let equipment = m.component(f, rep, 3);
-            let email = m.component(f, rep, 4);
-            let (system, value) = if equipment == "Internet" || equipment == "X.400" || !email.is_empty() {
-                ("email", email)
-            } else {
-                let number = m.component(f, rep, 1);
-                let built = format!("{}{}", m.component(f, rep, 6), m.component(f, rep, 7));
-                ("phone", if number.is_empty() { built } else { number })
-            };
-            if value.is_empty() {
-                continue;
-            }
-            let use_ = if equipment == "CP" { "mobile" } else { default_use };
-            out.push(json!({"system": if equipment == "FX" { "fax" } else { system }, "value": value, "use": use_}));
-        }
-    }
-    out
-}
-
-/// The Patient of a message's PID segment.
-pub fn patient(m: &V2<'_>) -> Result<Value, Problem> {
+/// The Patient of a message's PID segment (with PD1-4 and NK1); practitioners it names are
+/// added to `w`.
+pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
     if m.message.segment("PID").is_none() {
         return Err(Problem::new("PID", 100, "the message has no PID segment"));
     }
     let mut p = json!({"resourceType": "Patient", "identifier": identifiers(m)?});
-    let names = names(m);
+    let mut extensions = Vec::new();
+    extensions.extend(race_or_ethnicity(
+        m,
+        10,
+        RACE,
+        &["1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2131-1"],
+    ));
+    extensions.extend(race_or_ethnicity(m, 22, ETHNICITY, &["2135-2", "2186-5"]));
+    if !extensions.is_empty() {
+        p["extension"] = json!(extensions);
+    }
+    let names = each(m, m.field("PID", 5), |f, rep| name(m, f, rep));
     if !names.is_empty() {
         p["name"] = json!(names);
     }
@@ -192,48 +125,89 @@ pub fn patient(m: &V2<'_>) -> Result<Value, Problem> {
     if let Some(g) = gender {
         p["gender"] = json!(g);
     }
-    for (key, values) in [("address", addresses(m)), ("telecom", telecoms(m))] {
+    let addresses = each(m, m.field("PID", 11), |f, rep| address(m, f, rep));
+    let telecoms: Vec<Value> = [(13, "home"), (14, "work")]
+        .iter()
+        .flat_map(|(n, u)| each(m, m.field("PID", *n), |f, rep| telecom(m, f, rep, u)))
+        .collect();
+    for (key, values) in [("address", addresses), ("telecom", telecoms), ("contact", contacts(m))] {
         if !values.is_empty() {
             p[key] = json!(values);
         }
     }
-    let language = m.get("PID", 15, 1);
-    if !language.is_empty() {
-        p["communication"] = json!([{"language": {"coding": [{"code": language}], "text": language}}]);
+    if let Some(pid) = m.message.segment("PID") {
+        if let Some(language) = concept(m, pid, 15) {
+            p["communication"] = json!([{"language": language}]);
+        }
+        if let Some(marital) = concept(m, pid, 16) {
+            p["maritalStatus"] = marital;
+        }
     }
-    let marital = m.get("PID", 16, 1);
-    if !marital.is_empty() {
-        p["maritalStatus"] =
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0002", "code": marital}]});
-    }
-    let death_time = m.get("PID", 29, 1);
-    if let Some(d) = date(&death_time) {
+    if let Some(d) = datetime(&m.get("PID", 29, 0), m.zone().as_deref()) {
         p["deceasedDateTime"] = json!(d);
     } else if m.get("PID", 30, 1) == "Y" {
         p["deceasedBoolean"] = json!(true);
     }
+    let doctors: Vec<Value> = m
+        .field("PD1", 4)
+        .map(|f| (0..m.repeats(f)).filter_map(|rep| w.practitioner(m, Some(f), rep)).collect())
+        .unwrap_or_default();
+    if !doctors.is_empty() {
+        p["generalPractitioner"] = json!(doctors);
+    }
     Ok(p)
 }
 
-/// The transaction that stores the Patient: a conditional update on its first identifier.
-pub fn patient_requests(patient: Value) -> Vec<Request> {
-    let id = &patient["identifier"][0];
-    let value = id["value"].as_str().unwrap_or_default();
-    let token = match id["system"].as_str() {
-        Some(s) => format!("{s}|{value}"),
-        // `|value`: an identifier without a system, not the same value in any system.
-        None => format!("|{value}"),
+const RACE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
+const ETHNICITY: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity";
+
+/// Stores the Patient by a conditional update on its first identifier; its fullUrl.
+pub fn write_patient(w: &mut Writes, patient: Value) -> String {
+    let id = patient["identifier"][0].clone();
+    w.upsert("Patient", &id, patient)
+}
+
+/// The Patient a merge retires (MRG-1), as stored: id, version and body.
+pub struct Retired {
+    pub id: String,
+    pub version: i64,
+    pub body: Value,
+}
+
+/// MRG-1's first identifier, as a search token.
+pub fn merged_token(m: &V2<'_>) -> Option<String> {
+    m.field("MRG", 1).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| super::datatypes::token(&id))
+}
+
+/// ADT^A40: the surviving Patient (PID) gets a `replaces` link, the retired one (MRG-1, as
+/// stored) `active = false` and a `replaced-by` link; nothing else is rewritten, so references
+/// to the retired Patient stay as they were and can be followed through its link.
+pub fn merge(m: &V2<'_>, retired: Option<&Retired>, w: &mut Writes) -> Result<Vec<String>, Problem> {
+    if m.message.segment("MRG").is_none() {
+        return Err(Problem::new("MRG", 100, "an A40 needs an MRG segment"));
+    }
+    let Some(old) = retired else {
+        let which = merged_token(m).unwrap_or_default();
+        return Err(Problem::new("MRG-1", 204, format!("no Patient has the identifier '{which}' to merge")));
     };
-    let query =
-        url::form_urlencoded::Serializer::new(String::new()).append_pair("identifier", &token).finish();
-    vec![Request {
-        method: Method::Put,
-        url: format!("Patient?{query}"),
-        full_url: None,
-        resource: Some(patient),
-        if_match: None,
-        if_none_exist: None,
-    }]
+    let mut survivor = patient(m, w)?;
+    if merged_token(m).as_deref() == Some(super::datatypes::token(&survivor["identifier"][0]).as_str()) {
+        return Err(Problem::new("MRG-1", 102, "a Patient cannot be merged into itself"));
+    }
+    survivor["link"] = json!([{"other": {"reference": format!("Patient/{}", old.id)}, "type": "replaces"}]);
+    let survivor_ref = write_patient(w, survivor);
+    let mut body = old.body.clone();
+    body["active"] = json!(false);
+    let mut links: Vec<Value> = body["link"].as_array().cloned().unwrap_or_default();
+    links.retain(|l| l["type"] != "replaced-by");
+    links.push(json!({"other": {"reference": survivor_ref}, "type": "replaced-by"}));
+    body["link"] = json!(links);
+    let retired_ref = w.push(crate::engine::Method::Put, format!("Patient/{}", old.id), body);
+    if let Some(r) = w.requests.last_mut() {
+        // The retired Patient as it was read: a change in between fails the merge (AE).
+        r.if_match = Some(old.version);
+    }
+    Ok(vec![survivor_ref, retired_ref])
 }
 
 #[cfg(test)]
@@ -244,7 +218,8 @@ mod tests {
     fn pid_maps_to_a_patient() {
         let text = "MSH|^~\\&|APP|FAC|HEARTH|HOSP|20240101||ADT^A01|42|P|2.5.1\rPID|1||123^^^MRN&1.2.3&ISO^MR~X9^^^Clinic||Ward^Ada^B^Jr^Dr^^L||19800102|F|||1 Main St^Apt 2^Springfield^IL^62701^USA^H||^PRN^PH^^^555^1234567~^NET^Internet^ada@example.org|||M||||||||||||||Y";
         let m = V2::parse(text).unwrap();
-        let p = patient(&m).unwrap();
+        let mut w = Writes::default();
+        let p = patient(&m, &mut w).unwrap();
         assert_eq!(
             p["identifier"][0],
             json!({"value": "123", "system": "urn:oid:1.2.3", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}})
@@ -260,9 +235,9 @@ mod tests {
         assert_eq!(p["telecom"][0], json!({"system": "phone", "value": "5551234567", "use": "home"}));
         assert_eq!(p["telecom"][1]["system"], "email");
         assert_eq!(p["deceasedBoolean"], true);
-        let r = patient_requests(p);
-        assert_eq!(r[0].url, "Patient?identifier=urn%3Aoid%3A1.2.3%7C123");
+        write_patient(&mut w, p);
+        assert_eq!(w.requests[0].url, "Patient?identifier=urn%3Aoid%3A1.2.3%7C123");
         let bad = V2::parse("MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\rPID|1||123||X||19801399|Q").unwrap();
-        assert_eq!(patient(&bad).unwrap_err().location, "PID-7");
+        assert_eq!(patient(&bad, &mut w).unwrap_err().location, "PID-7");
     }
 }

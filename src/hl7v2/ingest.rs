@@ -22,15 +22,17 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     queue: mpsc::Sender<Job>,
+    /// How assigning authorities become identifier systems (configuration).
+    pub authorities: std::sync::Arc<super::datatypes::Authorities>,
 }
 
 /// What [`run`] reads.
 pub struct Inbox(mpsc::Receiver<Job>);
 
 impl Ingest {
-    pub fn new() -> (Ingest, Inbox) {
+    pub fn new(authorities: super::datatypes::Authorities) -> (Ingest, Inbox) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        (Ingest { queue }, Inbox(rx))
+        (Ingest { queue, authorities: std::sync::Arc::new(authorities) }, Inbox(rx))
     }
 
     /// Commits one message's writes and its record; `Ok` once they are durable.

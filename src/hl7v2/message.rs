@@ -16,6 +16,8 @@ pub enum ParseError {
 /// A message and the text it was parsed from.
 pub struct V2<'m> {
     pub message: Message<'m>,
+    /// How assigning authorities become identifier systems (configuration).
+    pub authorities: std::sync::Arc<super::datatypes::Authorities>,
 }
 
 impl<'m> V2<'m> {
@@ -47,7 +49,12 @@ impl<'m> V2<'m> {
                 lines.len()
             )));
         }
-        Ok(V2 { message })
+        Ok(V2 { message, authorities: Default::default() })
+    }
+
+    /// The offset of the message's own time (MSH-7), for times sent without one.
+    pub fn zone(&self) -> Option<String> {
+        super::datatypes::offset(&self.get("MSH", 7, 1))
     }
 
     pub fn separators(&self) -> &Separators {

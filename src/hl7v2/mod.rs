@@ -5,10 +5,13 @@
 
 pub mod ack;
 pub mod adt;
+pub mod datatypes;
+pub mod encounter;
 pub mod ingest;
 pub mod listener;
 pub mod message;
 pub mod mllp;
+pub mod oru;
 pub mod process;
 pub mod vxu;
 

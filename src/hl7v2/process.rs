@@ -3,6 +3,7 @@
 //! the transaction has committed.
 
 use super::ack::{AckCode, Problem, ack};
+use super::datatypes::Writes;
 use super::message::V2;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -12,17 +13,32 @@ use crate::resource::instant::now_ms;
 /// (2.6 to 2.8.2 keep PID's layout: the v2-to-FHIR IG maps 2.8.2.)
 const VERSIONS: &[&str] =
     &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
-/// ADT events that carry a patient to create or update.
-const ADT_PATIENT: &[&str] = &["A01", "A04", "A05", "A08", "A28", "A31"];
+/// ADT events that carry a patient (and maybe a visit) to create or update.
+const ADT_PATIENT: &[&str] = &["A01", "A03", "A04", "A05", "A08", "A28", "A31"];
+/// What the listener takes, for the AR's text.
+const SUPPORTED: &str = "ADT^A01/A03/A04/A05/A08/A28/A31/A40, VXU^V04 and ORU^R01";
 
 /// Processes one message's bytes and returns the ACK's text.
 pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
-    let text = decode(bytes);
+    handle(engine, ingest, bytes, false).await
+}
+
+/// Processes a stored message again (`hearth hl7 replay`): its record is replaced.
+pub async fn replay(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
+    handle(engine, ingest, bytes, true).await
+}
+
+async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bool) -> String {
+    let text = match decode(bytes) {
+        Ok(t) => t,
+        Err(p) => return ack(None, AckCode::AR, &[p]),
+    };
     let text = text.trim_start_matches('\u{feff}');
-    let m = match V2::parse(text) {
+    let mut m = match V2::parse(text) {
         Ok(m) => m,
         Err(e) => return ack(None, AckCode::AR, &[Problem::new("MSH", 100, e.to_string())]),
     };
+    m.authorities = ingest.authorities.clone();
     let sender = format!("{}^{}", m.get("MSH", 3, 0), m.get("MSH", 4, 0));
     let control_id = m.get("MSH", 10, 0);
     if control_id.is_empty() {
@@ -32,10 +48,12 @@ pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> S
             &[Problem::new("MSH-10", 101, "MSH-10 (message control id) is required")],
         );
     }
-    match engine.store.hl7_ack(&sender, &control_id).await {
-        Ok(Some(first)) => return first,
-        Ok(None) => {}
-        Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+    if !again {
+        match engine.store.hl7_ack(&sender, &control_id).await {
+            Ok(Some(first)) => return first,
+            Ok(None) => {}
+            Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+        }
     }
     let message_type = m.get("MSH", 9, 0);
     let received = |status: &'static str, answer: &str| crate::store::hl7::Received {
@@ -47,7 +65,10 @@ pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> S
         raw: text.to_string(),
         received: now_ms(),
     };
-    let known = known_manufacturers(engine, &m).await;
+    let known = match lookups(engine, &m).await {
+        Ok(k) => k,
+        Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+    };
     let requests = match requests_of(&m, &known) {
         Ok(r) => r,
         Err((code, problems)) => {
@@ -69,37 +90,76 @@ pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> S
     }
 }
 
-/// The message's text. MSH-18 may name another character set; UTF-8 and ASCII are read as
-/// they are, and ISO-8859-1 byte by byte.
-fn decode(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(t) => t.to_string(),
-        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+/// The message's text in the character set MSH-18 names: UTF-8 (also ASCII, the default) or
+/// ISO-8859-1 (`8859/1`). Bytes that are not UTF-8 without an MSH-18 are read as ISO-8859-1,
+/// as many feeds send Latin-1 without saying so.
+fn decode(bytes: &[u8]) -> Result<String, Problem> {
+    let latin1 = || bytes.iter().map(|b| char::from(*b)).collect::<String>();
+    // MSH-18 is found on the raw bytes: it is ASCII in every character set we read.
+    let head = &bytes[..bytes.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(bytes.len())];
+    let head = String::from_utf8_lossy(head);
+    let sep = head.trim_start_matches('\u{feff}').chars().nth(3).unwrap_or('|');
+    let charset =
+        head.split(sep).nth(17).unwrap_or_default().split('~').next().unwrap_or_default().trim().to_string();
+    match charset.as_str() {
+        "8859/1" => Ok(latin1()),
+        "" | "ASCII" | "UNICODE UTF-8" | "UNICODE" => Ok(match std::str::from_utf8(bytes) {
+            Ok(t) => t.to_string(),
+            Err(_) => latin1(),
+        }),
+        other => Err(Problem::new(
+            "MSH-18",
+            103,
+            format!("character set '{other}' is not supported (ASCII, UNICODE UTF-8 and 8859/1 are)"),
+        )),
     }
 }
 
 /// Everything `process` does before the database (decoding, parsing, mapping), for the fuzz
 /// target: the number of writes the message maps to, or why it maps to none.
 pub fn map_only(bytes: &[u8]) -> Result<usize, String> {
-    let text = decode(bytes);
+    let text = decode(bytes).map_err(|p| p.text)?;
     let m = V2::parse(text.trim_start_matches('\u{feff}')).map_err(|e| e.to_string())?;
     let _ = ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, "x")]);
-    requests_of(&m, &[]).map(|r| r.len()).map_err(|(_, p)| format!("{} problems", p.len()))
+    requests_of(&m, &Known::default()).map(|r| r.len()).map_err(|(_, p)| format!("{} problems", p.len()))
 }
 
-/// The manufacturer Organizations a VXU names that are stored already.
-async fn known_manufacturers(engine: &Engine, m: &V2<'_>) -> Vec<String> {
-    if m.get("MSH", 9, 1) != "VXU" {
-        return Vec::new();
-    }
-    let mut known = Vec::new();
-    for code in super::vxu::manufacturer_codes(m) {
-        let id = super::vxu::manufacturer_id(&code);
-        if !known.contains(&id) && engine.read("Organization", &id).await.is_ok() {
-            known.push(id);
+/// What a message's mapping needs from the database, read before its transaction.
+#[derive(Default)]
+struct Known {
+    /// Manufacturer Organizations (ids) that exist.
+    manufacturers: Vec<String>,
+    /// The Patient an A40 retires.
+    retired: Option<super::adt::Retired>,
+}
+
+async fn lookups(engine: &Engine, m: &V2<'_>) -> crate::error::Result<Known> {
+    let mut known = Known::default();
+    match (m.get("MSH", 9, 1).as_str(), m.get("MSH", 9, 2).as_str()) {
+        ("VXU", _) => {
+            for code in super::vxu::manufacturer_codes(m) {
+                let id = super::vxu::manufacturer_id(&code);
+                if !known.manufacturers.contains(&id) && engine.read("Organization", &id).await.is_ok() {
+                    known.manufacturers.push(id);
+                }
+            }
         }
+        ("ADT", "A40") => {
+            if let Some(token) = super::adt::merged_token(m) {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("identifier", &token)
+                    .finish();
+                let found = engine.search("Patient", &query, crate::search::Handling::Strict).await?;
+                if let [v] = found.hits.as_slice() {
+                    let body = serde_json::from_slice(&v.body)
+                        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+                    known.retired = Some(super::adt::Retired { id: v.id.clone(), version: v.version, body });
+                }
+            }
+        }
+        _ => {}
     }
-    known
+    Ok(known)
 }
 
 fn status_of(code: AckCode) -> &'static str {
@@ -117,27 +177,70 @@ async fn remember(engine: &Engine, r: &crate::store::hl7::Received) {
     }
 }
 
-/// What the message asks to write, or why it cannot be.
-fn requests_of(m: &V2<'_>, known: &[String]) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<Problem>)> {
+/// What the message asks to write (its resources, then a Provenance naming the message), or
+/// why it cannot be.
+fn requests_of(m: &V2<'_>, known: &Known) -> Result<Vec<crate::engine::Request>, (AckCode, Vec<Problem>)> {
     let version = m.get("MSH", 12, 1);
     if !VERSIONS.contains(&version.as_str()) {
         let why = format!("version '{version}' is not supported (2.3 to 2.8.2 are)");
         return Err((AckCode::AR, vec![Problem::new("MSH-12", 203, why)]));
     }
     let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
-    let requests = match (kind.as_str(), event.as_str()) {
-        ("ADT", e) if ADT_PATIENT.contains(&e) => super::adt::patient(m).map(super::adt::patient_requests),
-        ("VXU", "V04") => super::vxu::requests(m, known),
-        ("ADT", e) => {
-            let why = format!("ADT event '{e}' is not supported yet ({} are)", ADT_PATIENT.join(", "));
+    let mut w = Writes::default();
+    let written = match (kind.as_str(), event.as_str()) {
+        ("ADT", e) if ADT_PATIENT.contains(&e) => adt_patient(m, e, &mut w),
+        ("ADT", "A40") => super::adt::merge(m, known.retired.as_ref(), &mut w),
+        ("VXU", "V04") => super::vxu::requests(m, &known.manufacturers, &mut w),
+        ("ORU", "R01") => super::oru::requests(m, &mut w),
+        ("ADT" | "VXU" | "ORU", e) => {
+            let why = format!("{kind} event '{e}' is not supported ({SUPPORTED} are)");
             return Err((AckCode::AR, vec![Problem::new("MSH-9", 201, why)]));
         }
         (k, _) => {
-            let why = format!("message type '{k}' is not supported yet (ADT and VXU^V04 are)");
+            let why = format!("message type '{k}' is not supported ({SUPPORTED} are)");
             return Err((AckCode::AR, vec![Problem::new("MSH-9", 200, why)]));
         }
-    };
-    requests.map_err(|p| (AckCode::AE, vec![p]))
+    }
+    .map_err(|p| (AckCode::AE, vec![p]))?;
+    w.push(crate::engine::Method::Post, "Provenance".into(), provenance(m, &written));
+    Ok(w.requests)
+}
+
+/// A01/A03/A04/A05/A08/A28/A31: the Patient, and the visit of its PV1.
+fn adt_patient(m: &V2<'_>, event: &str, w: &mut Writes) -> Result<Vec<String>, Problem> {
+    let patient = super::adt::patient(m, w)?;
+    let patient_ref = super::adt::write_patient(w, patient);
+    let mut written = vec![patient_ref.clone()];
+    if let Some(e) = super::encounter::encounter(m, event, &patient_ref, w)? {
+        let id = e["identifier"][0].clone();
+        written.push(w.upsert("Encounter", &id, e));
+    }
+    Ok(written)
+}
+
+/// Who sent what, for every resource the message created or updated.
+fn provenance(m: &V2<'_>, targets: &[String]) -> serde_json::Value {
+    let sender = format!("{}^{}", m.get("MSH", 3, 0), m.get("MSH", 4, 0));
+    let control_id = m.get("MSH", 10, 0);
+    let event = m.get("MSH", 9, 2);
+    let recorded = crate::resource::instant::format_ms(now_ms());
+    serde_json::json!({
+        "resourceType": "Provenance",
+        "target": targets.iter().map(|t| serde_json::json!({"reference": t})).collect::<Vec<_>>(),
+        "recorded": recorded,
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": event}]},
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+            "who": {"identifier": {"system": "urn:hearth:hl7v2:sender", "value": sender}, "display": sender},
+        }],
+        "entity": [{
+            "role": "source",
+            "what": {
+                "identifier": {"system": "urn:hearth:hl7v2:message", "value": control_id},
+                "display": format!("{} {} from {}", m.get("MSH", 9, 0), control_id, sender),
+            },
+        }],
+    })
 }
 
 /// The engine's refusal as ERR segments (HL7 table 0357).

@@ -7,58 +7,13 @@ use hl7_parser::message::Segment;
 use serde_json::{Value, json};
 
 use super::ack::Problem;
+use super::datatypes::{Writes, concept, token};
 use super::message::V2;
-use crate::engine::{Method, Request};
+use crate::engine::Method;
 
-const CVX: &str = "http://hl7.org/fhir/sid/cvx";
-const NDC: &str = "http://hl7.org/fhir/sid/ndc";
 const MVX: &str = "http://hl7.org/fhir/sid/mvx";
-
-fn code_system(name: &str) -> Option<&'static str> {
-    match name {
-        "CVX" => Some(CVX),
-        "NDC" => Some(NDC),
-        "MVX" => Some(MVX),
-        "UCUM" => Some("http://unitsofmeasure.org"),
-        "HL70162" => Some("http://terminology.hl7.org/CodeSystem/v2-0162"),
-        "HL70163" => Some("http://terminology.hl7.org/CodeSystem/v2-0163"),
-        "NCIT" => Some("http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"),
-        "NIP001" => Some("urn:oid:2.16.840.1.114222.4.5.274"),
-        "NIP002" => Some("urn:oid:2.16.840.1.114222.4.5.272"),
-        _ => None,
-    }
-}
-
-/// A `CE`/`CWE` field (both triplets) as a CodeableConcept; `None` when empty.
-fn concept(m: &V2<'_>, seg: &Segment<'_>, n: usize) -> Option<Value> {
-    let mut coding = Vec::new();
-    for first in [1, 4] {
-        let code = m.at(seg, n, first);
-        if code.is_empty() {
-            continue;
-        }
-        let mut c = json!({"code": code});
-        let display = m.at(seg, n, first + 1);
-        if !display.is_empty() {
-            c["display"] = json!(display);
-        }
-        let sys = m.at(seg, n, first + 2);
-        match code_system(&sys) {
-            Some(s) => c["system"] = json!(s),
-            None if !sys.is_empty() => {
-                c["system"] = json!(format!("urn:hearth:hl7v2:{}", sys.replace(' ', "-")))
-            }
-            None => {}
-        }
-        coding.push(c);
-    }
-    let text = m.at(seg, n, 2);
-    match (coding.is_empty(), text.is_empty()) {
-        (true, true) => None,
-        (true, false) => Some(json!({"text": text})),
-        _ => Some(json!({"coding": coding})),
-    }
-}
+/// Who did what for a dose (HL7 table 0443).
+const FUNCTION: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
 
 /// `YYYYMMDD…` → `YYYY-MM-DD` (the date of administration; times are dropped, as their zone is
 /// often missing).
@@ -85,6 +40,7 @@ struct Dose<'a, 'm> {
     orc: Option<&'a Segment<'m>>,
     rxa: &'a Segment<'m>,
     rxr: Option<&'a Segment<'m>>,
+    obx: Vec<&'a Segment<'m>>,
     index: usize,
 }
 
@@ -96,11 +52,16 @@ fn doses<'a, 'm>(m: &'a V2<'m>) -> Vec<Dose<'a, 'm>> {
             "ORC" => orc = Some(seg),
             "RXA" => {
                 let index = out.len() + 1;
-                out.push(Dose { orc: orc.take(), rxa: seg, rxr: None, index });
+                out.push(Dose { orc: orc.take(), rxa: seg, rxr: None, obx: Vec::new(), index });
             }
             "RXR" => {
                 if let Some(d) = out.last_mut().filter(|d| d.rxr.is_none()) {
                     d.rxr = Some(seg);
+                }
+            }
+            "OBX" => {
+                if let Some(d) = out.last_mut() {
+                    d.obx.push(seg);
                 }
             }
             _ => {}
@@ -115,6 +76,7 @@ fn immunization(
     d: &Dose<'_, '_>,
     patient_ref: &str,
     patient_key: &str,
+    w: &mut Writes,
 ) -> Result<Value, Problem> {
     let at = |n: usize| format!("RXA[{}]-{n}", d.index);
     let vaccine = concept(m, d.rxa, 5)
@@ -130,7 +92,9 @@ fn immunization(
         "patient": {"reference": patient_ref},
         "occurrenceDateTime": date,
     });
-    let filler = d.orc.map(|o| (m.at(o, 3, 1), m.at(o, 3, 2))).filter(|(id, _)| !id.is_empty());
+    // `9999` is the CDC IG's placeholder for "no order" (historical doses, refusals).
+    let filler =
+        d.orc.map(|o| (m.at(o, 3, 1), m.at(o, 3, 2))).filter(|(id, _)| !id.is_empty() && id != "9999");
     let identifier = match filler {
         Some((id, ns)) => {
             json!({"system": format!("urn:hearth:hl7v2:filler:{}", if ns.is_empty() { "-".into() } else { ns.replace(' ', "-") }), "value": id})
@@ -198,7 +162,78 @@ fn immunization(
             imm["site"] = site;
         }
     }
+    let mut performers = Vec::new();
+    let who = [(Some(d.rxa), 10, "AP", "Administering Provider"), (d.orc, 12, "OP", "Ordering Provider")];
+    for (seg, n, code, display) in who {
+        if let Some(actor) = seg.and_then(|s| w.practitioner(m, s.field(n), 0)) {
+            performers.push(json!({"function": {"coding": [{"system": FUNCTION, "code": code, "display": display}]}, "actor": actor}));
+        }
+    }
+    if !performers.is_empty() {
+        imm["performer"] = json!(performers);
+    }
+    observations(m, d, &mut imm);
     Ok(imm)
+}
+
+/// The dose's OBX segments (CDC IG): funding eligibility (64994-7) and source (30963-3), and
+/// the VIS given (69764-9 document, 29768-9 published, 29769-7 presented), grouped by OBX-4.
+fn observations(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value) {
+    let mut eligibility = Vec::new();
+    let mut education: Vec<(String, serde_json::Map<String, Value>)> = Vec::new();
+    for obx in &d.obx {
+        let loinc = m.at(obx, 3, 1);
+        let group = m.at(obx, 4, 1);
+        let mut vis = |key: &str, value: Value| {
+            match education.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, e)) => e.insert(key.into(), value),
+                None => {
+                    let mut e = serde_json::Map::new();
+                    e.insert(key.into(), value);
+                    education.push((group.clone(), e));
+                    None
+                }
+            };
+        };
+        match loinc.as_str() {
+            "64994-7" => eligibility.extend(concept(m, obx, 5)),
+            "30963-3" => {
+                if let Some(c) = concept(m, obx, 5) {
+                    imm["fundingSource"] = c;
+                }
+            }
+            "69764-9" => {
+                let doc = m.at(obx, 5, 1);
+                if !doc.is_empty() {
+                    vis("documentType", json!(doc));
+                }
+            }
+            "29768-9" | "29769-7" => {
+                if let Some(day) = super::datatypes::datetime(&m.at(obx, 5, 1), m.zone().as_deref()) {
+                    vis(if loinc == "29768-9" { "publicationDate" } else { "presentationDate" }, json!(day));
+                }
+            }
+            "30956-7" => {
+                let kind = m.at(obx, 5, 2);
+                if !kind.is_empty() {
+                    vis("reference", json!(format!("urn:hearth:hl7v2:vis:{}", m.at(obx, 5, 1))));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !eligibility.is_empty() {
+        imm["programEligibility"] = json!(eligibility);
+    }
+    // FHIR's imm-1: an education entry needs a document type or a reference.
+    let education: Vec<Value> = education
+        .into_iter()
+        .map(|(_, e)| Value::Object(e))
+        .filter(|e| e.get("documentType").is_some() || e.get("reference").is_some())
+        .collect();
+    if !education.is_empty() {
+        imm["education"] = json!(education);
+    }
 }
 
 /// The id of the Organization for an MVX manufacturer code: one per code, so that messages
@@ -215,71 +250,41 @@ pub fn manufacturer_codes(m: &V2<'_>) -> Vec<String> {
 
 /// The manufacturer (RXA-17, MVX) as the Organization `mvx-<code>`, written (update-as-create)
 /// only when it is not `known` to exist yet.
-fn manufacturer(
-    m: &V2<'_>,
-    d: &Dose<'_, '_>,
-    imm: &mut Value,
-    requests: &mut Vec<Request>,
-    known: &[String],
-) {
+fn manufacturer(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value, w: &mut Writes, known: &[String]) {
     let code = m.at(d.rxa, 17, 1);
     if code.is_empty() {
         return;
     }
     let id = manufacturer_id(&code);
     let url = format!("Organization/{id}");
-    if !known.contains(&id) && !requests.iter().any(|r| r.url == url) {
+    if !known.contains(&id) && !w.requests.iter().any(|r| r.url == url) {
         let mut org =
             json!({"resourceType": "Organization", "id": id, "identifier": [{"system": MVX, "value": code}]});
         let name = m.at(d.rxa, 17, 2);
         if !name.is_empty() {
             org["name"] = json!(name);
         }
-        requests.push(Request {
-            method: Method::Put,
-            url: url.clone(),
-            full_url: None,
-            resource: Some(org),
-            if_match: None,
-            if_none_exist: None,
-        });
+        w.push(Method::Put, url.clone(), org);
     }
     imm["manufacturer"] = json!({"reference": url});
 }
 
-/// The whole VXU as transaction requests: the Patient, then each dose. `known`: the
-/// manufacturer Organizations (ids) that exist already.
-pub fn requests(m: &V2<'_>, known: &[String]) -> Result<Vec<Request>, Problem> {
-    let patient = super::adt::patient(m)?;
-    let id = &patient["identifier"][0];
-    let key =
-        format!("{}|{}", id["system"].as_str().unwrap_or_default(), id["value"].as_str().unwrap_or_default());
-    let patient_ref = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let mut out = super::adt::patient_requests(patient);
-    out[0].full_url = Some(patient_ref.clone());
+/// The whole VXU: the Patient, then each dose; the fullUrls of the Patient and the doses.
+/// `known`: the manufacturer Organizations (ids) that exist already.
+pub fn requests(m: &V2<'_>, known: &[String], w: &mut Writes) -> Result<Vec<String>, Problem> {
+    let patient = super::adt::patient(m, w)?;
+    let key = token(&patient["identifier"][0]);
+    let patient_ref = super::adt::write_patient(w, patient);
     let doses = doses(m);
     if doses.is_empty() {
         return Err(Problem::new("RXA", 100, "a VXU needs at least one RXA"));
     }
+    let mut written = vec![patient_ref.clone()];
     for d in &doses {
-        let mut imm = immunization(m, d, &patient_ref, &key)?;
-        manufacturer(m, d, &mut imm, &mut out, known);
-        let ident = &imm["identifier"][0];
-        let token = format!(
-            "{}|{}",
-            ident["system"].as_str().unwrap_or_default(),
-            ident["value"].as_str().unwrap_or_default()
-        );
-        let query =
-            url::form_urlencoded::Serializer::new(String::new()).append_pair("identifier", &token).finish();
-        out.push(Request {
-            method: Method::Put,
-            url: format!("Immunization?{query}"),
-            full_url: None,
-            resource: Some(imm),
-            if_match: None,
-            if_none_exist: None,
-        });
+        let mut imm = immunization(m, d, &patient_ref, &key, w)?;
+        manufacturer(m, d, &mut imm, w, known);
+        let ident = imm["identifier"][0].clone();
+        written.push(w.upsert("Immunization", &ident, imm));
     }
-    Ok(out)
+    Ok(written)
 }
