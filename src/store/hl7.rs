@@ -15,13 +15,18 @@ pub struct Received {
     pub received: i64,
 }
 
+/// A message that was accepted keeps its first record; one that was refused or failed (and
+/// stored nothing) is recorded again when it is sent again.
 pub(super) const RECORD: &str = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO NOTHING";
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO UPDATE SET \
+     message_type = excluded.message_type, received = excluded.received, status = excluded.status, \
+     ack = excluded.ack, raw = excluded.raw WHERE hl7_message.status <> 'AA'";
 
 impl Store {
-    /// The ACK a message from `sender` with `control_id` got before, if any.
+    /// The ACK a message from `sender` with `control_id` got when it was accepted, if it was.
+    /// (A message refused or failed before stored nothing: it is processed again.)
     pub async fn hl7_ack(&self, sender: &str, control_id: &str) -> Result<Option<String>> {
-        let sql = "SELECT ack FROM hl7_message WHERE sender = $1 AND control_id = $2";
+        let sql = "SELECT ack FROM hl7_message WHERE sender = $1 AND control_id = $2 AND status = 'AA'";
         let row: Option<(String,)> = on_backend!(self, pool =>
             sqlx::query_as(sql).bind(sender).bind(control_id).fetch_optional(pool).await?);
         Ok(row.map(|r| r.0))

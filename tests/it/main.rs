@@ -22,6 +22,7 @@ mod export;
 mod formats;
 mod history;
 mod hl7;
+mod hl7_corpus;
 mod oauth_flow;
 mod oauth_setups;
 mod paging;
