@@ -226,3 +226,44 @@ async fn configured_authorities() {
     assert_eq!(p["identifier"][0]["system"], "http://goodhealth.example.org/mrn");
     srv.stop().await;
 }
+
+/// A third-party sender: the Python `hl7` package's `MLLPClient` sends corpus files (one of
+/// them Latin-1) on its own connection; required when HEARTH_REQUIRE_CLIENTS=1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_hl7_sender() {
+    let has_client =
+        std::process::Command::new("python3").args(["-c", "import hl7.client"]).status().is_ok_and(|s| s.success());
+    if !has_client {
+        assert!(
+            std::env::var("HEARTH_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "HEARTH_REQUIRE_CLIENTS=1 but python3 with hl7 is not installed (pip install -r tests/clients/requirements.txt)"
+        );
+        eprintln!("python hl7 not installed: skipping the third-party sender test");
+        return;
+    }
+    let srv = start(Backend::Sqlite).await;
+    let addr = srv.state.mllp_addr.expect("MLLP is on");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hl7v2");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hl7_send.py");
+    let files = ["ADT-A01-pv1.hl7", "VXU-V04-multi.hl7", "ADT-A01-latin1.hl7", "bad-sex.hl7", "ADT04-23.hl7"];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .args(files.iter().map(|f| format!("{dir}/{f}")))
+            .output()
+            .expect("python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let acks: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let codes: Vec<&str> = acks.iter().map(|a| a["msa1"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["AA", "AA", "AA", "AE", "AA"], "{stdout}");
+    assert_eq!(acks[0]["msa2"], "GH26110100001");
+    assert_eq!(one(&srv, "Patient?identifier=4455931").await["name"][0]["family"], "Müller");
+    assert_eq!(json(srv.get("Immunization?patient.identifier=880412").await).await["total"], 3);
+    srv.stop().await;
+}
