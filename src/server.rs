@@ -67,7 +67,8 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
         }
         None => (None, None),
     };
-    let (hl7, hl7_inbox) = crate::hl7v2::Ingest::new(config.hl7_authorities.clone());
+    let (hl7, hl7_inbox) =
+        crate::hl7v2::Ingest::new(config.hl7_authorities.clone(), config.mllp_max_frame_bytes.max(1));
     Ok(Arc::new(AppState {
         hl7,
         hl7_inbox: std::sync::Mutex::new(Some(hl7_inbox)),

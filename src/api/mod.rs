@@ -10,6 +10,7 @@ mod bulk;
 mod bundle;
 mod capability;
 pub mod format;
+mod hl7;
 pub mod oauth;
 mod pages;
 mod request;
@@ -104,6 +105,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/introspect", post(smart::introspect))
         .route("/auth/revoke", post(smart::revoke))
         .route("/.well-known/smart-configuration", get(smart::configuration))
+        .route(
+            "/hl7v2",
+            post(hl7::post).layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_token)),
+        )
         .route(
             "/fhir/",
             get(search::search_system)

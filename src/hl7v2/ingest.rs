@@ -24,15 +24,17 @@ pub struct Ingest {
     queue: mpsc::Sender<Job>,
     /// How assigning authorities become identifier systems (configuration).
     pub authorities: std::sync::Arc<super::datatypes::Authorities>,
+    /// The largest message taken (MLLP frame or HTTP body).
+    pub max_bytes: usize,
 }
 
 /// What [`run`] reads.
 pub struct Inbox(mpsc::Receiver<Job>);
 
 impl Ingest {
-    pub fn new(authorities: super::datatypes::Authorities) -> (Ingest, Inbox) {
+    pub fn new(authorities: super::datatypes::Authorities, max_bytes: usize) -> (Ingest, Inbox) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        (Ingest { queue, authorities: std::sync::Arc::new(authorities) }, Inbox(rx))
+        (Ingest { queue, authorities: std::sync::Arc::new(authorities), max_bytes }, Inbox(rx))
     }
 
     /// Commits one message's writes and its record; `Ok` once they are durable.

@@ -231,8 +231,10 @@ async fn configured_authorities() {
 /// them Latin-1) on its own connection; required when HEARTH_REQUIRE_CLIENTS=1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hl7_sender() {
-    let has_client =
-        std::process::Command::new("python3").args(["-c", "import hl7.client"]).status().is_ok_and(|s| s.success());
+    let has_client = std::process::Command::new("python3")
+        .args(["-c", "import hl7.client"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !has_client {
         assert!(
             std::env::var("HEARTH_REQUIRE_CLIENTS").as_deref() != Ok("1"),
@@ -266,4 +268,70 @@ async fn python_hl7_sender() {
     assert_eq!(one(&srv, "Patient?identifier=4455931").await["name"][0]["family"], "Müller");
     assert_eq!(json(srv.get("Immunization?patient.identifier=880412").await).await["total"], 3);
     srv.stop().await;
+}
+
+/// `POST /hl7v2`: the ACK as the body, behind the FHIR API's authorization.
+async fn http_endpoint(backend: Backend) {
+    let srv = Srv::start_with(backend, |c| c.auth = hearth::config::AuthMode::Smart).await;
+    let url = srv.base.trim_end_matches("/fhir").to_string() + "/hl7v2";
+    let message =
+        std::fs::read(format!("{}/examples/hl7v2/ADT-A01-pv1.hl7", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let post = |token: Option<String>, kind: &'static str| {
+        let mut r = srv.client.post(&url).header("content-type", kind).body(message.clone());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post(None, "x-application/hl7-v2+er7").await.unwrap().status(), 401);
+    let reader = crate::support::mint(&srv, "app", "u1", "system/*.rs", None, None);
+    let r = post(Some(reader), "x-application/hl7-v2+er7").await.unwrap();
+    assert_eq!(r.status(), 403, "read-only rights cannot feed");
+    let patient_app = crate::support::mint(&srv, "app", "u1", "patient/*.cruds", Some("p1"), None);
+    assert_eq!(
+        post(Some(patient_app), "text/plain").await.unwrap().status(),
+        403,
+        "a feed is not one patient's"
+    );
+    let feed = crate::support::mint(&srv, "feed", "svc", "system/*.cruds", None, None);
+    assert_eq!(post(Some(feed.clone()), "application/json").await.unwrap().status(), 415);
+    let r = post(Some(feed.clone()), "x-application/hl7-v2+er7").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "x-application/hl7-v2+er7");
+    let ack = r.text().await.unwrap();
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert_eq!(field(&ack, "MSA", 2), "GH26110100001");
+    let found = srv
+        .client
+        .get(srv.url(&format!("Patient?identifier={GH}|4455667")))
+        .bearer_auth(&feed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(found).await["total"], 1);
+    // A refusal is an ACK too, with status 200.
+    let r = srv
+        .client
+        .post(&url)
+        .bearer_auth(&feed)
+        .header("content-type", "text/plain")
+        .body("MSH|^~\\&|A|B|C|D|2024||ADT^A01|9|P|2.1\rPID|1||1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(field(&r.text().await.unwrap(), "MSA", 1), "AR");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoint_sqlite() {
+    http_endpoint(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoint_postgres() {
+    if crate::support::postgres_available() {
+        http_endpoint(Backend::Postgres).await;
+    }
 }
