@@ -51,6 +51,9 @@ pub struct Config {
     pub mllp: Option<String>,
     /// Largest MLLP frame accepted, in bytes; a larger one closes its connection.
     pub mllp_max_frame_bytes: usize,
+    /// MLLP over TLS: the certificate chain and private key (PEM files); both or neither.
+    pub mllp_tls_cert: Option<String>,
+    pub mllp_tls_key: Option<String>,
     /// With `auth = "smart"`: record an AuditEvent for every request touching patient data.
     /// Off only where another component keeps the audit trail (logged as a warning).
     pub audit: bool,
@@ -92,6 +95,8 @@ impl Default for Config {
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
             mllp: None,
             mllp_max_frame_bytes: 1024 * 1024,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
             audit: true,
             access: Access::default(),
             hl7_authorities: Default::default(),

@@ -121,6 +121,12 @@ pub(crate) struct ServeArgs {
     /// Listen for HL7 v2 over MLLP (`--mllp` alone: 127.0.0.1:2575).
     #[arg(long, env = "HEARTH_MLLP", num_args = 0..=1, default_missing_value = "127.0.0.1:2575")]
     mllp: Option<String>,
+    /// MLLP over TLS: the server's certificate chain (PEM).
+    #[arg(long, env = "HEARTH_MLLP_TLS_CERT", requires = "mllp_tls_key")]
+    mllp_tls_cert: Option<String>,
+    /// MLLP over TLS: the certificate's private key (PEM).
+    #[arg(long, env = "HEARTH_MLLP_TLS_KEY", requires = "mllp_tls_cert")]
+    mllp_tls_key: Option<String>,
     /// Load the demo data set when the database has no patients.
     #[arg(long)]
     demo: bool,
@@ -156,6 +162,8 @@ impl ServeArgs {
             (&self.auth_jwks, &mut c.auth_jwks),
             (&self.auth_audience, &mut c.auth_audience),
             (&self.mllp, &mut c.mllp),
+            (&self.mllp_tls_cert, &mut c.mllp_tls_cert),
+            (&self.mllp_tls_key, &mut c.mllp_tls_key),
         ] {
             if let Some(v) = flag {
                 *setting = Some(v.clone());

@@ -59,8 +59,20 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
                 .await
                 .map_err(|e| crate::Error::Internal(format!("cannot listen for MLLP on {addr}: {e}")))?;
             let local = l.local_addr().ok();
+            let tls = match (&config.mllp_tls_cert, &config.mllp_tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(crate::hl7v2::listener::tls_acceptor(cert.as_ref(), key.as_ref())?)
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(crate::Error::Internal(
+                        "MLLP over TLS needs both mllp_tls_cert and mllp_tls_key".into(),
+                    ));
+                }
+            };
             let settings = crate::hl7v2::MllpSettings {
                 max_frame_bytes: config.mllp_max_frame_bytes.max(1),
+                tls,
                 ..Default::default()
             };
             (Some((l, settings)), local)

@@ -7,24 +7,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
 use super::mllp::{FrameError, Mllp};
 use crate::engine::Engine;
 
 /// MLLP settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MllpSettings {
     pub max_frame_bytes: usize,
     /// A connection with no complete message for this long is closed.
     pub idle: Duration,
+    /// MLLP over TLS when set (`--mllp-tls-cert`, `--mllp-tls-key`).
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for MllpSettings {
     fn default() -> Self {
-        MllpSettings { max_frame_bytes: 1024 * 1024, idle: Duration::from_secs(300) }
+        MllpSettings { max_frame_bytes: 1024 * 1024, idle: Duration::from_secs(300), tls: None }
     }
+}
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The TLS acceptor of a PEM certificate chain and private key.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> crate::error::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        crate::error::Error::Internal(format!("MLLP TLS {what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("certificate", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate", cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad("certificate", cert, &"no certificate in the file"));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key", key, &e))?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, private))
+            .map_err(|e| bad("certificate and key", cert, &e))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Accepts connections until `stop` turns true; connections being served finish their message.
@@ -45,7 +75,15 @@ pub async fn serve(
                 let settings = settings.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(engine, socket, &settings, stop).await {
+                    let served = match &settings.tls {
+                        None => connection(engine, socket, &settings, stop).await,
+                        Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(socket)).await {
+                            Ok(Ok(stream)) => connection(engine, stream, &settings, stop).await,
+                            Ok(Err(e)) => Err(FrameError::Io(e)),
+                            Err(_) => Err(FrameError::Io(std::io::ErrorKind::TimedOut.into())),
+                        },
+                    };
+                    if let Err(e) = served {
                         tracing::info!(%peer, "MLLP connection closed: {e}");
                     }
                 });
@@ -64,9 +102,9 @@ pub trait AsEngine: Send + Sync + 'static {
     fn ingest(&self) -> &super::Ingest;
 }
 
-async fn connection(
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     holder: Arc<dyn AsEngine>,
-    socket: tokio::net::TcpStream,
+    socket: S,
     settings: &MllpSettings,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), FrameError> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{Backend, Srv, json};
@@ -22,7 +22,7 @@ pub async fn exchange(conn: &mut TcpStream, message: &str) -> String {
     exchange_bytes(conn, message.as_bytes()).await
 }
 
-pub async fn exchange_bytes(conn: &mut TcpStream, message: &[u8]) -> String {
+pub async fn exchange_bytes<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut S, message: &[u8]) -> String {
     let mut frame = vec![0x0b];
     frame.extend_from_slice(message);
     frame.extend_from_slice(&[0x1c, 0x0d]);
@@ -30,7 +30,7 @@ pub async fn exchange_bytes(conn: &mut TcpStream, message: &[u8]) -> String {
     read_frame(conn).await
 }
 
-async fn read_frame(conn: &mut TcpStream) -> String {
+async fn read_frame<S: AsyncRead + Unpin>(conn: &mut S) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -335,3 +335,47 @@ async fn http_endpoint_postgres() {
         http_endpoint(Backend::Postgres).await;
     }
 }
+
+/// MLLP over TLS: a client trusting the server's certificate gets its ACK; a plain-TCP sender
+/// on the TLS port is dropped without disturbing the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let srv = Srv::start_with(Backend::Sqlite, |c| {
+        c.mllp = Some("127.0.0.1:0".into());
+        c.mllp_tls_cert = Some(cert_path.to_string_lossy().into());
+        c.mllp_tls_key = Some(key_path.to_string_lossy().into());
+    })
+    .await;
+    let addr = srv.state.mllp_addr.unwrap();
+    // Plain bytes on the TLS port: the handshake fails and that connection is closed.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"\x0bMSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5.1\x1c\r").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), plain.read(&mut buf)).await.unwrap();
+    assert!(!matches!(n, Ok(k) if k > 0 && buf[0] == 0x0b), "no ACK in clear text");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(key.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let message =
+        std::fs::read(format!("{}/examples/hl7v2/ADT-A01-pv1.hl7", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let ack = exchange_bytes(&mut tls, &message).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    one(&srv, &format!("Patient?identifier={GH}|4455667")).await;
+    srv.stop().await;
+}
