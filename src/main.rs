@@ -38,6 +38,28 @@ enum Command {
     Token(auth_cli::TokenArgs),
     /// Create an EHR launch id (SMART EHR launch) for a patient, valid five minutes.
     Launch(auth_cli::LaunchArgs),
+    /// HL7 v2 messages received: process a stored message again.
+    #[command(subcommand)]
+    Hl7(Hl7Command),
+}
+
+#[derive(Subcommand)]
+enum Hl7Command {
+    /// Process the stored messages with this control id (MSH-10) again, e.g. after fixing
+    /// the `[hl7_authorities]` table; prints each new ACK. With SQLite, stop the server first.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The message's control id (MSH-10).
+    #[arg(long)]
+    id: String,
+    /// Only the message from this sender (`MSH-3^MSH-4`, as recorded).
+    #[arg(long)]
+    sender: Option<String>,
 }
 
 #[derive(Args)]
@@ -224,6 +246,7 @@ fn main() -> anyhow::Result<()> {
                 println!("re-indexed {n} resources");
                 Ok(())
             }
+            Command::Hl7(Hl7Command::Replay(args)) => replay(args).await,
             Command::Migrate(args) => {
                 let config = args.config()?;
                 hearth::store::Store::open(&config.database).await.context("migrating the database")?;
@@ -232,6 +255,35 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = args.serve.config()?;
+    let state =
+        hearth::server::state(&config).await.with_context(|| format!("opening {}", config.database))?;
+    let inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take().context("the HL7 writer")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let state = state.clone();
+        tokio::spawn(async move { hearth::hl7v2::ingest::run(&state.engine, inbox, stopped).await })
+    };
+    let replayed =
+        hearth::hl7v2::process::replay(&state.engine, &state.hl7, &args.id, args.sender.as_deref()).await;
+    let _ = stop.send(true);
+    let _ = writer.await;
+    let replayed = replayed.context("replaying")?;
+    if replayed.is_empty() {
+        anyhow::bail!("no stored HL7 message has the control id '{}'", args.id);
+    }
+    for (sender, before, ack) in replayed {
+        let code =
+            ack.split('\r').find(|l| l.starts_with("MSA")).and_then(|l| l.split('|').nth(1)).unwrap_or("?");
+        println!("{sender} {}: {before} before, {code} now", args.id);
+        for line in ack.split('\r').filter(|l| !l.is_empty()) {
+            println!("  {line}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -23,9 +23,22 @@ pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> S
     handle(engine, ingest, bytes, false).await
 }
 
-/// Processes a stored message again (`hearth hl7 replay`): its record is replaced.
-pub async fn replay(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
-    handle(engine, ingest, bytes, true).await
+/// `hearth hl7 replay`: the stored messages with `control_id` (from `sender`, when given)
+/// processed again, as if just received, though their control id is known. A message that
+/// failed before is recorded with its new answer; one accepted before keeps its first record.
+/// Each message's sender, former status and new ACK.
+pub async fn replay(
+    engine: &Engine,
+    ingest: &super::Ingest,
+    control_id: &str,
+    sender: Option<&str>,
+) -> crate::error::Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
+        let answer = handle(engine, ingest, raw.as_bytes(), true).await;
+        out.push((from, status, answer));
+    }
+    Ok(out)
 }
 
 async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bool) -> String {

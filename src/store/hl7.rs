@@ -32,6 +32,19 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// The stored messages with `control_id` (from `sender` when given): sender, status, raw.
+    pub async fn hl7_messages(
+        &self,
+        control_id: &str,
+        sender: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>> {
+        let sql = "SELECT sender, status, raw FROM hl7_message WHERE control_id = $1 AND ($2 IS NULL OR sender = $2) \
+                   ORDER BY received";
+        let rows: Vec<(String, String, String)> = on_backend!(self, pool =>
+            sqlx::query_as(sql).bind(control_id).bind(sender).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
     /// Records a message; one received twice at once keeps the first record.
     pub async fn hl7_record(&self, m: &Received) -> Result<()> {
         let mut tx = self.begin().await?;
