@@ -374,7 +374,12 @@ impl Engine {
             }
             (Method::Put, Target::Condition(t, q)) => {
                 match self.find_for_condition(tx, t, q).await?.as_slice() {
-                    [] => Step::Put(t.into(), body_id(r).unwrap_or_else(|| new_id.to_string())),
+                    [] => match body_id(r) {
+                        Some(id) => Step::Put(t.into(), id),
+                        // A new id: no row can have it, so none is looked up.
+                        None if r.if_match.is_none() => Step::PutNew(t.into(), new_id.into()),
+                        None => Step::Put(t.into(), new_id.into()),
+                    },
                     [(_, id)] if body_id(r).is_none_or(|b| b == *id) => Step::Put(t.into(), id.clone()),
                     [(_, id)] => {
                         return Err(Error::invalid_at(
@@ -471,6 +476,10 @@ impl Engine {
                 };
                 Ok(Change::Written(Written { version, created: false, existing: true }))
             }
+            Step::PutNew(t, id) => {
+                let value = with_id(resource, &id);
+                Ok(Change::Written(self.write_version(tx, &t, &id, None, value, "PUT").await?))
+            }
             Step::Put(t, id) => {
                 let current = tx.current(&t, &id).await?;
                 check_if_match(current.as_ref(), if_match)?;
@@ -492,6 +501,8 @@ enum Step {
     /// A conditional create that matched: nothing is written.
     Existing(String, String),
     Put(String, String),
+    /// A conditional update that matched nothing, under a server-assigned id.
+    PutNew(String, String),
     Delete(String, String),
     /// A conditional delete that matched nothing.
     Nothing,
@@ -501,9 +512,11 @@ impl Step {
     /// The resource the step writes, as `Type/id`.
     fn key(&self) -> Option<String> {
         match self {
-            Step::Create(t, id) | Step::Existing(t, id) | Step::Put(t, id) | Step::Delete(t, id) => {
-                Some(format!("{t}/{id}"))
-            }
+            Step::Create(t, id)
+            | Step::Existing(t, id)
+            | Step::Put(t, id)
+            | Step::PutNew(t, id)
+            | Step::Delete(t, id) => Some(format!("{t}/{id}")),
             Step::Nothing => None,
         }
     }

@@ -352,6 +352,7 @@ impl Store {
             written: Vec::new(),
             inserted: Vec::new(),
             forget: Vec::new(),
+            pending: Vec::new(),
         })
     }
 

@@ -22,6 +22,10 @@ pub struct Tx {
     pub(super) inserted: Vec<i64>,
     /// Resources changed without their new version in `written`: dropped from the cache.
     pub(super) forget: Vec<(String, String)>,
+    /// SQLite: index rows not inserted yet, by table. They are inserted together (a few
+    /// multi-row statements instead of one per table per resource) before anything reads an
+    /// index in this transaction, and before it commits.
+    pub(super) pending: Vec<(&'static str, &'static str, Vec<Vec<Bind>>)>,
 }
 
 macro_rules! on_tx {
@@ -102,12 +106,13 @@ pub fn renumber(sql: &str, offset: usize) -> String {
 /// Where [`Tx::rollback_to`] returns to.
 pub struct Savepoint {
     written: usize,
-    inserted: usize,
+    inserted: Vec<i64>,
     forget: usize,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_index().await?;
         match self.conn {
             Conn::Sqlite(tx) => tx.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,
@@ -126,10 +131,11 @@ impl Tx {
     /// Marks a point this transaction can roll back to without losing what came before (one
     /// HL7 message of a group commit that fails).
     pub async fn savepoint(&mut self) -> Result<Savepoint> {
+        self.flush_index().await?;
         on_tx!(self, tx => { sqlx::query("SAVEPOINT hearth_part").execute(&mut **tx).await?; });
         Ok(Savepoint {
             written: self.written.len(),
-            inserted: self.inserted.len(),
+            inserted: self.inserted.clone(),
             forget: self.forget.len(),
         })
     }
@@ -148,8 +154,10 @@ impl Tx {
             sqlx::query("RELEASE SAVEPOINT hearth_part").execute(&mut **tx).await?;
         });
         self.written.truncate(sp.written);
-        self.inserted.truncate(sp.inserted);
+        self.inserted = sp.inserted;
         self.forget.truncate(sp.forget);
+        // Everything pending was written after the savepoint (it flushed what came before).
+        self.pending.clear();
         Ok(())
     }
 
@@ -278,8 +286,16 @@ impl Tx {
 
     /// Replaces the resource's index rows in every index table.
     pub async fn set_index(&mut self, store: &Store, rtype: &str, rkey: i64, rows: &IndexRows) -> Result<()> {
-        // A row inserted by this transaction has no index rows yet: save the deletes.
+        // A row inserted by this transaction and not indexed yet has no index rows: save the
+        // deletes. (A group commit may write the same resource again later in the transaction.)
         let fresh = self.inserted.contains(&rkey);
+        self.inserted.retain(|k| *k != rkey);
+        let buffer = matches!(self.conn, Conn::Sqlite(_));
+        if buffer && !fresh {
+            for (_, _, rows) in &mut self.pending {
+                rows.retain(|r| !matches!(r.first(), Some(Bind::Int(k)) if *k == rkey));
+            }
+        }
         let mut statements = Vec::new();
         for (table, columns, table_rows) in rows.tables() {
             if !fresh {
@@ -294,8 +310,26 @@ impl Tx {
                 row.extend(values);
                 binds.push(row);
             }
-            statements.extend(insert_statements(table, columns, &binds));
+            if buffer {
+                match self.pending.iter_mut().find(|(t, _, _)| *t == table) {
+                    Some((_, _, rows)) => rows.extend(binds),
+                    None => self.pending.push((table, columns, binds)),
+                }
+            } else {
+                statements.extend(insert_statements(table, columns, &binds));
+            }
         }
+        self.execute_all(statements).await
+    }
+
+    /// Inserts the pending index rows.
+    async fn flush_index(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let statements: Vec<(String, Vec<Bind>)> = pending
+            .iter()
+            .filter(|(_, _, rows)| !rows.is_empty())
+            .flat_map(|(table, columns, rows)| insert_statements(table, columns, rows))
+            .collect();
         self.execute_all(statements).await
     }
 
@@ -329,6 +363,7 @@ impl Tx {
     /// Ids of the live resources of `rtype` matching `filter`, at most `limit` of them: what a
     /// conditional interaction needs to decide between its 0/1/many outcomes.
     pub async fn matching(&mut self, rtype: &str, filter: &Filter, limit: i64) -> Result<Vec<(i64, String)>> {
+        self.flush_index().await?;
         let n = filter.binds.len();
         let sql = format!(
             "SELECT r.rkey, r.id FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted \

@@ -296,3 +296,137 @@ async fn vxu_immunizations_postgres() {
         immunizations(Backend::Postgres).await;
     }
 }
+
+/// Many senders at once: their messages are committed in groups. Every message gets its own
+/// answer, a failing one stores nothing and does not disturb the others, and a resource that
+/// several messages of a group write (the manufacturer) is stored and indexed once.
+async fn concurrent(backend: Backend) {
+    let srv = start(backend).await;
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let mut conn = connect(&srv).await;
+        tasks.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            for i in 0..15 {
+                let n = c * 100 + i;
+                let mut m = vxu(&format!("g{n}"), "A", &format!("L{n}"))
+                    .replace("V100", &format!("G{n}"))
+                    .replace("F-77", &format!("F-{n}"));
+                if i % 5 == 4 {
+                    m = m.replace("|20200301|", "|2020-03|");
+                }
+                let ack = exchange(&mut conn, &m).await;
+                assert_eq!(field(&ack, "MSA", 2), format!("g{n}"), "{ack}");
+                codes.push((n, field(&ack, "MSA", 1)));
+            }
+            codes
+        }));
+    }
+    let mut good = 0;
+    for t in tasks {
+        for (n, code) in t.await.unwrap() {
+            let want = if n % 100 % 5 == 4 { "AE" } else { "AA" };
+            assert_eq!(code, want, "message {n}");
+            good += usize::from(want == "AA");
+        }
+    }
+    let count = |q: &'static str| {
+        let srv = &srv;
+        async move { json(srv.get(q).await).await["total"].as_u64().unwrap() as usize }
+    };
+    assert_eq!(count("Patient?_summary=count").await, good);
+    assert_eq!(count("Immunization?_summary=count").await, good * 3);
+    assert_eq!(count("Provenance?_summary=count").await, good);
+    assert_eq!(count("Organization?identifier=MSK").await, 1, "one manufacturer, indexed once");
+    assert_eq!(count("Immunization?manufacturer.identifier=MSK").await, good);
+    assert_eq!(count("Patient?identifier=urn:oid:1.2.840.99|G4").await, 0, "a failed message stored nothing");
+    assert_eq!(count("Patient?identifier=urn:oid:1.2.840.99|G3").await, 1);
+    // One Patient updated by every sender at once: groups write it several times over, and
+    // only its last version may be found by name.
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let mut conn = connect(&srv).await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let ack =
+                    exchange(&mut conn, &adt(&format!("s{c}-{i}"), "A08", "SHARED", &format!("Fam{c}x{i}")))
+                        .await;
+                assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut found = 0;
+    for c in 0..8 {
+        for i in 0..5 {
+            let q = format!("Patient?family:exact=Fam{c}x{i}&_summary=count");
+            found += json(srv.get(&q).await).await["total"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(found, 1, "stale index rows of earlier versions");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_sqlite() {
+    concurrent(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_postgres() {
+    if crate::support::postgres_available() {
+        concurrent(Backend::Postgres).await;
+    }
+}
+
+/// Within one group commit, a resource created by one part and updated by the next keeps only
+/// the index rows of its last version.
+async fn group_rewrites(backend: Backend) {
+    use hearth::engine::{Method, Part, Request};
+    let srv = start(backend).await;
+    let part = |n: usize, family: &str| Part {
+        requests: vec![Request {
+            method: Method::Put,
+            url: "Patient?identifier=urn:x|grp".into(),
+            full_url: None,
+            resource: Some(serde_json::json!({
+                "resourceType": "Patient",
+                "identifier": [{"system": "urn:x", "value": "grp"}],
+                "name": [{"family": family}],
+            })),
+            if_match: None,
+            if_none_exist: None,
+        }],
+        record: hearth::store::hl7::Received {
+            sender: "T^T".into(),
+            control_id: format!("grp{n}"),
+            message_type: "ADT^A08".into(),
+            status: "AA",
+            ack: String::new(),
+            raw: String::new(),
+            received: 0,
+        },
+    };
+    let results =
+        srv.state.engine.transaction_group(&[part(1, "First"), part(2, "Second"), part(3, "Third")]).await;
+    assert!(results.iter().all(|r| r.is_ok()));
+    for (family, want) in [("First", 0), ("Second", 0), ("Third", 1)] {
+        let b = json(srv.get(&format!("Patient?family:exact={family}")).await).await;
+        assert_eq!(b["total"], want, "{family}: {b}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_rewrites_sqlite() {
+    group_rewrites(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_rewrites_postgres() {
+    if crate::support::postgres_available() {
+        group_rewrites(Backend::Postgres).await;
+    }
+}
