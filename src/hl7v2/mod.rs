@@ -1,7 +1,8 @@
-//! HL7 v2 ingest (issue 7, begun): MLLP framing and listener, message access, ADT → Patient and
-//! VXU → Patient + Immunizations through the engine's transaction, original-mode ACKs, and
-//! idempotency by control id. A03/A40, ORU, Provenance, `POST /hl7v2` and TLS are not there
-//! yet: such messages are rejected with AR, never acknowledged as stored.
+//! HL7 v2 ingest: MLLP (and TLS) framing and listener, message access, the v2-to-FHIR
+//! mappings (ADT → Patient/Encounter and merges, VXU → Immunizations, ORU → Observations and
+//! DiagnosticReports) with a Provenance per message, original-mode ACKs after the commit,
+//! idempotency by sender and control id, and the group-committing writer. `POST /hl7v2` is in
+//! `api::hl7`.
 
 pub mod ack;
 pub mod adt;
