@@ -51,6 +51,8 @@ pub struct Config {
     pub mllp: Option<String>,
     /// Largest MLLP frame accepted, in bytes; a larger one closes its connection.
     pub mllp_max_frame_bytes: usize,
+    /// MLLP connections served at once; more senders wait to be accepted.
+    pub mllp_max_connections: usize,
     /// MLLP over TLS: the certificate chain and private key (PEM files); both or neither.
     pub mllp_tls_cert: Option<String>,
     pub mllp_tls_key: Option<String>,
@@ -95,6 +97,7 @@ impl Default for Config {
             bulk_max_upload_bytes: 4 * 1024 * 1024 * 1024,
             mllp: None,
             mllp_max_frame_bytes: 1024 * 1024,
+            mllp_max_connections: 256,
             mllp_tls_cert: None,
             mllp_tls_key: None,
             audit: true,

@@ -72,6 +72,7 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
             };
             let settings = crate::hl7v2::MllpSettings {
                 max_frame_bytes: config.mllp_max_frame_bytes.max(1),
+                max_connections: config.mllp_max_connections.max(1),
                 tls,
                 ..Default::default()
             };

@@ -23,11 +23,18 @@ pub struct MllpSettings {
     pub idle: Duration,
     /// MLLP over TLS when set (`--mllp-tls-cert`, `--mllp-tls-key`).
     pub tls: Option<TlsAcceptor>,
+    /// Connections served at once; further senders wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for MllpSettings {
     fn default() -> Self {
-        MllpSettings { max_frame_bytes: 1024 * 1024, idle: Duration::from_secs(300), tls: None }
+        MllpSettings {
+            max_frame_bytes: 1024 * 1024,
+            idle: Duration::from_secs(300),
+            tls: None,
+            max_connections: 256,
+        }
     }
 }
 
@@ -64,7 +71,13 @@ pub async fn serve(
     settings: MllpSettings,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = stop.changed() => return,
+        };
+        let Ok(slot) = slot else { return };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
@@ -86,6 +99,7 @@ pub async fn serve(
                     if let Err(e) = served {
                         tracing::info!(%peer, "MLLP connection closed: {e}");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {

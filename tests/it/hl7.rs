@@ -430,3 +430,31 @@ async fn group_rewrites_postgres() {
         group_rewrites(Backend::Postgres).await;
     }
 }
+
+/// Back-pressure at the door: beyond `mllp_max_connections`, a sender waits to be served until
+/// a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit() {
+    let srv = Srv::start_with(Backend::Sqlite, |c| {
+        c.mllp = Some("127.0.0.1:0".into());
+        c.mllp_max_connections = 1;
+    })
+    .await;
+    let mut first = connect(&srv).await;
+    let ack = exchange(&mut first, &adt("k1", "A04", "K1", "One")).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA");
+    let mut second = connect(&srv).await;
+    let m = adt("k2", "A04", "K2", "Two");
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(m.as_bytes());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    second.write_all(&frame).await.unwrap();
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(500), second.read(&mut byte)).await;
+    assert!(waited.is_err(), "the second sender is not served while the first is connected");
+    drop(first);
+    let ack = read_frame(&mut second).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert_eq!(patients(&srv, "K2").await["total"], 1);
+    srv.stop().await;
+}
