@@ -367,6 +367,7 @@ async fn baseline(backend: &Backend, family: &Arc<Family>, opts: &SearchOptions)
                                 Bind::OptText(s) => q.bind(s),
                                 Bind::OptInt(i) => q.bind(i),
                                 Bind::OptReal(x) => q.bind(x),
+                                Bind::Bytes(b) => q.bind(b),
                             };
                         }
                         q.fetch_all(&pool).await?;

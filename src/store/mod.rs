@@ -44,6 +44,8 @@ pub enum Bind {
     OptInt(Option<i64>),
     /// Real or SQL NULL.
     OptReal(Option<f64>),
+    /// A BLOB (stored JSON).
+    Bytes(Vec<u8>),
 }
 
 /// A WHERE fragment over `resource r` produced by the search planner, with `$N` placeholders
@@ -353,6 +355,7 @@ impl Store {
             inserted: Vec::new(),
             forget: Vec::new(),
             pending: Vec::new(),
+            pending_history: Vec::new(),
         })
     }
 

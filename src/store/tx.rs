@@ -26,6 +26,8 @@ pub struct Tx {
     /// multi-row statements instead of one per table per resource) before anything reads an
     /// index in this transaction, and before it commits.
     pub(super) pending: Vec<(&'static str, &'static str, Vec<Vec<Bind>>)>,
+    /// SQLite: history rows not inserted yet (nothing reads history inside a transaction).
+    pub(super) pending_history: Vec<Vec<Bind>>,
 }
 
 macro_rules! on_tx {
@@ -46,6 +48,7 @@ macro_rules! bind_all {
                 Bind::OptText(s) => q.bind(s.clone()),
                 Bind::OptInt(i) => q.bind(*i),
                 Bind::OptReal(f) => q.bind(*f),
+                Bind::Bytes(b) => q.bind(b.clone()),
                 Bind::Int(i) => q.bind(*i),
                 Bind::Real(f) => q.bind(*f),
             };
@@ -158,6 +161,7 @@ impl Tx {
         self.forget.truncate(sp.forget);
         // Everything pending was written after the savepoint (it flushed what came before).
         self.pending.clear();
+        self.pending_history.clear();
         Ok(())
     }
 
@@ -263,11 +267,29 @@ impl Tx {
     ) -> Result<()> {
         let sql = "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        on_tx!(self, tx => {
-            sqlx::query(sql)
-                .bind(rkey).bind(rtype).bind(id).bind(version).bind(last_updated).bind(method).bind(body)
-                .execute(&mut **tx).await?;
-        });
+        match &mut self.conn {
+            Conn::Sqlite(_) => self.pending_history.push(vec![
+                Bind::Int(rkey),
+                Bind::Text(rtype.into()),
+                Bind::Text(id.into()),
+                Bind::Int(version),
+                Bind::Int(last_updated),
+                Bind::Text(method.into()),
+                Bind::Bytes(body.to_vec()),
+            ]),
+            Conn::Postgres(tx) => {
+                sqlx::query(sql)
+                    .bind(rkey)
+                    .bind(rtype)
+                    .bind(id)
+                    .bind(version)
+                    .bind(last_updated)
+                    .bind(method)
+                    .bind(body)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         // Every write records history, so this is where the transaction learns what it wrote.
         if self.cache.is_some() {
             let deleted = method == "DELETE";
@@ -322,14 +344,29 @@ impl Tx {
         self.execute_all(statements).await
     }
 
-    /// Inserts the pending index rows.
+    /// Inserts the pending history and index rows.
     async fn flush_index(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        let statements: Vec<(String, Vec<Bind>)> = pending
-            .iter()
-            .filter(|(_, _, rows)| !rows.is_empty())
-            .flat_map(|(table, columns, rows)| insert_statements(table, columns, rows))
-            .collect();
+        let mut statements: Vec<(String, Vec<Bind>)> = Vec::new();
+        for chunk in std::mem::take(&mut self.pending_history).chunks(MAX_BINDS / 7) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let cells: Vec<String> = (1..=7).map(|c| format!("${}", i * 7 + c)).collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) VALUES {}",
+                values.join(", ")
+            );
+            statements.push((sql, chunk.iter().flatten().cloned().collect()));
+        }
+        statements.extend(
+            pending
+                .iter()
+                .filter(|(_, _, rows)| !rows.is_empty())
+                .flat_map(|(table, columns, rows)| insert_statements(table, columns, rows)),
+        );
         self.execute_all(statements).await
     }
 
