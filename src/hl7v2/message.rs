@@ -63,6 +63,10 @@ impl<'m> V2<'m> {
 
     /// Field `n` of the first `segment`.
     pub fn field(&self, segment: &str, n: usize) -> Option<&Field<'m>> {
+        // hl7-parser numbers fields from 1 (and asserts it in debug builds).
+        if n == 0 {
+            return None;
+        }
         self.message.segment(segment).and_then(|s| s.field(n))
     }
 
@@ -74,6 +78,9 @@ impl<'m> V2<'m> {
 
     /// A component (`0`: the whole first repetition) of field `n` of a given segment, decoded.
     pub fn at(&self, seg: &Segment<'_>, n: usize, component: usize) -> String {
+        if n == 0 {
+            return String::new();
+        }
         seg.field(n).map(|f| self.component(f, 0, component)).unwrap_or_default()
     }
 
@@ -97,9 +104,12 @@ impl<'m> V2<'m> {
         let raw = f
             .repeats()
             .nth(rep)
-            .and_then(|r| r.components().nth(component - 1))
+            .and_then(|r| r.components().nth(component.checked_sub(1)?))
             .and_then(|c| {
-                c.subcomponents().nth(sub - 1).map(|s| s.raw_value()).or((sub == 1).then(|| c.raw_value()))
+                c.subcomponents()
+                    .nth(sub.checked_sub(1)?)
+                    .map(|s| s.raw_value())
+                    .or((sub == 1).then(|| c.raw_value()))
             })
             .unwrap_or("");
         unescape(raw, self.separators())
