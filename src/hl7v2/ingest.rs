@@ -50,23 +50,49 @@ impl Ingest {
     }
 }
 
-/// Commits groups until `stop`, then what is still waiting.
-pub async fn run(engine: &Engine, Inbox(mut rx): Inbox, mut stop: watch::Receiver<bool>) {
-    loop {
-        let first = tokio::select! {
-            j = rx.recv() => j,
-            _ = stop.changed() => None,
-        };
-        let Some(first) = first else { break };
-        commit_group(engine, first, &mut rx).await;
-    }
-    rx.close();
-    while let Some(job) = rx.recv().await {
-        commit_group(engine, job, &mut rx).await;
+/// Commits groups until `stop`, then what is still waiting. SQLite has one writer, so one
+/// group at a time; PostgreSQL commits several groups at once (its own WAL flushes many
+/// transactions together).
+pub async fn run(engine: &Engine, Inbox(rx): Inbox, stop: watch::Receiver<bool>) {
+    let rx = tokio::sync::Mutex::new(rx);
+    let writer = || writer(engine, &rx, stop.clone());
+    match engine.store.dialect() {
+        crate::store::Dialect::Sqlite => writer().await,
+        crate::store::Dialect::Postgres => {
+            tokio::join!(writer(), writer(), writer(), writer());
+        }
     }
 }
 
-async fn commit_group(engine: &Engine, first: Job, rx: &mut mpsc::Receiver<Job>) {
+async fn writer(
+    engine: &Engine,
+    rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let mut inbox = rx.lock().await;
+        let first = tokio::select! {
+            j = inbox.recv() => j,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else { break };
+        let jobs = gather(first, &mut inbox);
+        drop(inbox);
+        commit_group(engine, jobs).await;
+    }
+    // Stopping: what is still queued is committed before the writer ends.
+    loop {
+        let mut inbox = rx.lock().await;
+        inbox.close();
+        let Some(first) = inbox.recv().await else { break };
+        let jobs = gather(first, &mut inbox);
+        drop(inbox);
+        commit_group(engine, jobs).await;
+    }
+}
+
+/// The first job and whatever else is waiting, up to a group's size.
+fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
     let mut jobs = vec![first];
     while jobs.len() < GROUP_MAX {
         match rx.try_recv() {
@@ -74,6 +100,10 @@ async fn commit_group(engine: &Engine, first: Job, rx: &mut mpsc::Receiver<Job>)
             Err(_) => break,
         }
     }
+    jobs
+}
+
+async fn commit_group(engine: &Engine, jobs: Vec<Job>) {
     let (parts, replies): (Vec<Part>, Vec<_>) = jobs.into_iter().map(|j| (j.part, j.reply)).unzip();
     let results = engine.transaction_group(&parts).await;
     for (reply, r) in replies.into_iter().zip(results) {
