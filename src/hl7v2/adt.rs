@@ -102,11 +102,10 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
     }
     let birth = m.get("PID", 7, 1);
     if !birth.is_empty() {
-        p["birthDate"] = json!(date(&birth).ok_or_else(|| Problem::new(
-            "PID-7",
-            102,
-            format!("'{birth}' is not a date")
-        ))?);
+        match date(&birth) {
+            Some(d) => p["birthDate"] = json!(d),
+            None => w.problems.push(Problem::new("PID-7", 102, format!("'{birth}' is not a date"))),
+        }
     }
     let gender = match m.get("PID", 8, 1).as_str() {
         "" => None,
@@ -115,11 +114,12 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
         "O" | "A" => Some("other"),
         "U" | "N" => Some("unknown"),
         other => {
-            return Err(Problem::new(
+            w.problems.push(Problem::new(
                 "PID-8",
                 103,
                 format!("administrative sex '{other}' is not in table 0001"),
             ));
+            None
         }
     };
     if let Some(g) = gender {
@@ -238,6 +238,9 @@ mod tests {
         write_patient(&mut w, p);
         assert_eq!(w.requests[0].url, "Patient?identifier=urn%3Aoid%3A1.2.3%7C123");
         let bad = V2::parse("MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\rPID|1||123||X||19801399|Q").unwrap();
-        assert_eq!(patient(&bad, &mut w).unwrap_err().location, "PID-7");
+        let mut w = Writes::default();
+        patient(&bad, &mut w).unwrap();
+        let wrong: Vec<&str> = w.problems.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(wrong, ["PID-7", "PID-8"], "every problem, not the first only");
     }
 }

@@ -284,6 +284,9 @@ pub struct Writes {
     pub requests: Vec<Request>,
     /// Conditional-create token → the entry's fullUrl.
     seen: HashMap<String, String>,
+    /// What is wrong with the message so far: mapping goes on after a bad field, so that the
+    /// AE names every problem, not only the first.
+    pub problems: Vec<super::ack::Problem>,
 }
 
 impl Writes {

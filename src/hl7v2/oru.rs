@@ -183,7 +183,13 @@ pub fn requests(m: &V2<'_>, w: &mut Writes) -> Result<Vec<String>, Problem> {
         let mut results = Vec::new();
         for obx in segments[*start..end].iter().filter(|s| s.name == "OBX") {
             obx_index += 1;
-            let mut o = observation(m, obx, obx_index, &report_key, when.as_deref(), &subject)?;
+            let mut o = match observation(m, obx, obx_index, &report_key, when.as_deref(), &subject) {
+                Ok(o) => o,
+                Err(p) => {
+                    w.problems.push(p);
+                    continue;
+                }
+            };
             if let Some(e) = &encounter_ref {
                 o["encounter"] = json!({"reference": e});
             }

@@ -213,8 +213,15 @@ fn requests_of(m: &V2<'_>, known: &Known) -> Result<Vec<crate::engine::Request>,
             let why = format!("message type '{k}' is not supported ({SUPPORTED} are)");
             return Err((AckCode::AR, vec![Problem::new("MSH-9", 200, why)]));
         }
-    }
-    .map_err(|p| (AckCode::AE, vec![p]))?;
+    };
+    let written = match written {
+        Ok(w2) if w.problems.is_empty() => w2,
+        Ok(_) => return Err((AckCode::AE, w.problems)),
+        Err(p) => {
+            w.problems.push(p);
+            return Err((AckCode::AE, w.problems));
+        }
+    };
     w.push(crate::engine::Method::Post, "Provenance".into(), provenance(m, &written));
     Ok(w.requests)
 }

@@ -281,7 +281,13 @@ pub fn requests(m: &V2<'_>, known: &[String], w: &mut Writes) -> Result<Vec<Stri
     }
     let mut written = vec![patient_ref.clone()];
     for d in &doses {
-        let mut imm = immunization(m, d, &patient_ref, &key, w)?;
+        let mut imm = match immunization(m, d, &patient_ref, &key, w) {
+            Ok(imm) => imm,
+            Err(p) => {
+                w.problems.push(p);
+                continue;
+            }
+        };
         manufacturer(m, d, &mut imm, w, known);
         let ident = imm["identifier"][0].clone();
         written.push(w.upsert("Immunization", &ident, imm));

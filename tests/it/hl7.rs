@@ -112,9 +112,13 @@ async fn listener(backend: Backend) {
     assert!(field(&ack, "ERR", 3).starts_with("203^"), "{ack}");
     assert_eq!(patients(&srv, "M300").await["total"], 0);
     // A bad value: AE naming the field, nothing stored.
-    let ack = exchange(&mut conn, &adt("c5", "A01", "M400", "Bad").replace("|19800102|", "|19801340|")).await;
+    let ack =
+        exchange(&mut conn, &adt("c5", "A01", "M400", "Bad").replace("|19800102|F|", "|19801340|Q|")).await;
     assert_eq!(field(&ack, "MSA", 1), "AE", "{ack}");
     assert_eq!(field(&ack, "ERR", 2), "PID-7");
+    let errs: Vec<&str> = ack.split('\r').filter(|l| l.starts_with("ERR|")).collect();
+    assert_eq!(errs.len(), 2, "an ERR for each problem: {ack}");
+    assert!(errs[1].contains("|PID-8|"), "{ack}");
     assert_eq!(patients(&srv, "M400").await["total"], 0);
     // Noise between frames and a frame that is no HL7: the connection goes on.
     conn.write_all(b"\r\n").await.unwrap();
