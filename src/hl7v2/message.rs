@@ -179,4 +179,18 @@ mod tests {
             .map(|m| m.message.segments.iter().map(|s| s.name.to_string()).collect::<Vec<_>>());
         assert!(garbled.is_err(), "{garbled:?}");
     }
+
+    #[test]
+    fn custom_delimiters_from_msh() {
+        // Field `#`, component `$`, repetition `*`, escape `!`, subcomponent `@`.
+        let text = "MSH#$*!@#APP#FAC#H#H#2024##ADT$A01#7#P#2.5.1\r\nPID#1##9$$$NS@1.2@ISO*8##Doe!S!x$Jo";
+        let m = V2::parse(text).unwrap();
+        assert_eq!(m.get("MSH", 9, 2), "A01");
+        let pid3 = m.field("PID", 3).unwrap();
+        assert_eq!(m.repeats(pid3), 2);
+        assert_eq!(m.sub(pid3, 0, 4, 2), "1.2");
+        assert_eq!(m.get("PID", 5, 1), "Doe$x");
+        assert_eq!(m.get("PID", 5, 2), "Jo");
+        assert_eq!(m.get("PID", 0, 1), "", "field 0 is nothing");
+    }
 }
