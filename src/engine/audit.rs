@@ -311,7 +311,7 @@ impl Engine {
                 }
             }
             add_patients(&mut ev, &patients);
-            ev["id"] = json!(uuid::Uuid::new_v4().to_string());
+            ev["id"] = json!(super::new_id());
             let origin = super::Origin { file: "audit".into(), line: prepared.len() };
             match super::load::prepare(&self.registry, origin, ev, false) {
                 Ok(p) => prepared.push(p),

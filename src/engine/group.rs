@@ -24,7 +24,7 @@ impl Engine {
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<Vec<String>> = parts
             .iter()
-            .map(|p| p.requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect())
+            .map(|p| p.requests.iter().map(|_| super::new_id()).collect())
             .collect();
         let written = match self.retry(|| self.try_group(parts, &ids, &checked)).await {
             Ok(w) => w,

@@ -93,6 +93,13 @@ impl Engine {
     }
 }
 
+/// A server-assigned resource id: a UUID whose first bits are the time (version 7), so that
+/// new rows go to the end of every index keyed by id instead of a random page of each — the
+/// pages a commit writes are shared by the resources written together.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A stable 64-bit FNV-1a hash of the parts: it must agree across nodes, builds and runs
 /// (advisory-lock keys, content-derived ids).
 pub fn stable_hash(parts: &[&str]) -> u64 {

@@ -259,7 +259,7 @@ impl Engine {
     pub async fn transaction(&self, requests: Vec<Request>) -> Result<Vec<Result<Outcome>>> {
         check_requests(&requests)?;
         // Server-assigned ids for creates, fixed across retries.
-        let ids: Vec<String> = requests.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let ids: Vec<String> = requests.iter().map(|_| super::new_id()).collect();
         let written = self.retry(|| self.try_transaction(&requests, &ids)).await?;
         Ok(self.finish(&requests, written).await)
     }

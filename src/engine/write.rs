@@ -51,7 +51,7 @@ impl Engine {
                 _ => return Err(multiple_matches(rtype, condition)),
             }
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = super::new_id();
         let version = self.put(&mut tx, rtype, &id, None, value.clone(), "POST").await?;
         tx.commit().await?;
         Ok(Written { version, created: true, existing: false })
@@ -239,7 +239,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let found = self.find_for_condition(&mut tx, rtype, condition).await?;
         let id = match found.as_slice() {
-            [] => body_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            [] => body_id.clone().unwrap_or_else(|| super::new_id()),
             [(_, id)] => {
                 // The body may omit the id; if it has one, it must be the match's.
                 if body_id.is_some() {
@@ -416,7 +416,7 @@ impl Engine {
 
     /// Records a write's AuditEvent in the write's transaction.
     async fn put_audit(&self, tx: &mut Tx, event: Value) -> Result<()> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = super::new_id();
         let now = instant::now_ms();
         let stamped = resource::stamp(event, &id, 1, now);
         let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
