@@ -22,10 +22,8 @@ impl Engine {
     pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Vec<Result<Outcome>>>> {
         let checked: Vec<Result<()>> = parts.iter().map(|p| check_requests(&p.requests)).collect();
         // Server-assigned ids for creates, fixed across retries.
-        let ids: Vec<Vec<String>> = parts
-            .iter()
-            .map(|p| p.requests.iter().map(|_| super::new_id()).collect())
-            .collect();
+        let ids: Vec<Vec<String>> =
+            parts.iter().map(|p| p.requests.iter().map(|_| super::new_id()).collect()).collect();
         let written = match self.retry(|| self.try_group(parts, &ids, &checked)).await {
             Ok(w) => w,
             Err(e) => {
@@ -61,9 +59,25 @@ impl Engine {
                 continue;
             }
             let mark = tx.savepoint().await?;
+            // The record first: a copy of a message accepted meanwhile (sent again while the
+            // first was on its way) stops here, and on PostgreSQL a concurrent copy waits on
+            // the record's key until this one commits.
+            let recorded = match tx.hl7_record(&part.record).await {
+                Ok(r) => r,
+                Err(e) if is_write_conflict(&e) => return Err(e),
+                Err(e) => {
+                    tx.rollback_to(mark).await?;
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            if !recorded {
+                tx.rollback_to(mark).await?;
+                out.push(Err(Error::Conflict(crate::store::hl7::ALREADY_ACCEPTED.into())));
+                continue;
+            }
             match self.apply(&mut tx, &part.requests, ids).await {
                 Ok(changes) => {
-                    tx.hl7_record(&part.record).await?;
                     tx.release(mark).await?;
                     out.push(Ok(changes));
                 }

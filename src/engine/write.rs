@@ -239,7 +239,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let found = self.find_for_condition(&mut tx, rtype, condition).await?;
         let id = match found.as_slice() {
-            [] => body_id.clone().unwrap_or_else(|| super::new_id()),
+            [] => body_id.clone().unwrap_or_else(super::new_id),
             [(_, id)] => {
                 // The body may omit the id; if it has one, it must be the match's.
                 if body_id.is_some() {

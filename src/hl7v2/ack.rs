@@ -61,8 +61,23 @@ fn esc(text: &str) -> String {
 }
 
 /// The ACK of `msg` (or of an unparseable message, with what little is known).
+/// At most 200 characters of a problem's text: a parser's message can quote the whole input.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 pub fn ack(msg: Option<&V2<'_>>, code: AckCode, problems: &[Problem]) -> String {
     let g = |f: usize, c: usize| msg.map(|m| esc(&m.get("MSH", f, c))).unwrap_or_default();
+    // An HD (application, facility) keeps its components, re-encoded with our delimiters.
+    let hd = |f: usize| {
+        let parts: Vec<String> = (1..=3).map(|c| g(f, c)).collect();
+        parts.join("^").trim_end_matches('^').to_string()
+    };
+    let processing =
+        Some(g(11, 1)).filter(|p| matches!(p.as_str(), "P" | "T" | "D")).unwrap_or_else(|| "P".into());
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}",
@@ -76,15 +91,19 @@ pub fn ack(msg: Option<&V2<'_>>, code: AckCode, problems: &[Problem]) -> String 
     let version = Some(g(12, 1)).filter(|v| !v.is_empty()).unwrap_or_else(|| "2.5.1".into());
     let control = uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
     let mut out = format!(
-        "MSH|^~\\&|{}|{}|{}|{}|{stamp}||ACK^{}^ACK|{control}|P|{version}\rMSA|{:?}|{}",
-        g(5, 0),
-        g(6, 0),
-        g(3, 0),
-        g(4, 0),
+        "MSH|^~\\&|{}|{}|{}|{}|{stamp}||ACK^{}^ACK|{control}|{processing}|{version}\rMSA|{:?}|{}",
+        hd(5),
+        hd(6),
+        hd(3),
+        hd(4),
         g(9, 2),
         code,
         g(10, 0),
     );
+    if let Some(first) = problems.first().filter(|_| code != AckCode::AA) {
+        out.push('|');
+        out.push_str(&esc(&short(&first.text)));
+    }
     for p in problems {
         let severity = if code == AckCode::AA { "W" } else { "E" };
         out.push_str(&format!(
@@ -92,7 +111,7 @@ pub fn ack(msg: Option<&V2<'_>>, code: AckCode, problems: &[Problem]) -> String 
             esc(&p.location),
             p.code,
             code_name(p.code),
-            esc(&p.text)
+            esc(&short(&p.text))
         ));
     }
     out.push('\r');

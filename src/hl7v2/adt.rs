@@ -86,12 +86,7 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
     }
     let mut p = json!({"resourceType": "Patient", "identifier": identifiers(m)?});
     let mut extensions = Vec::new();
-    extensions.extend(race_or_ethnicity(
-        m,
-        10,
-        RACE,
-        &["1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2131-1"],
-    ));
+    extensions.extend(race_or_ethnicity(m, 10, RACE, &["1002-5", "2028-9", "2054-5", "2076-8", "2106-3"]));
     extensions.extend(race_or_ethnicity(m, 22, ETHNICITY, &["2135-2", "2186-5"]));
     if !extensions.is_empty() {
         p["extension"] = json!(extensions);
@@ -172,6 +167,31 @@ pub struct Retired {
     pub id: String,
     pub version: i64,
     pub body: Value,
+}
+
+/// PID-3's first identifier, as a search token.
+pub fn patient_token(m: &V2<'_>) -> Option<String> {
+    m.field("PID", 3).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| super::datatypes::token(&id))
+}
+
+/// What an ADT update keeps of the stored Patient: a merge's `link`s and `active = false`
+/// are not the sending system's to undo by re-sending demographics.
+pub fn keep_merge(patient: &mut Value, stored: Option<&Value>) {
+    let Some(stored) = stored else { return };
+    for key in ["link", "active"] {
+        if let Some(v) = stored.get(key)
+            && patient.get(key).is_none()
+        {
+            patient[key] = v.clone();
+        }
+    }
+}
+
+/// Stores the Patient only if none has its first identifier (VXU, ORU: their PID is about
+/// whose data this is, not an update of the demographics, which ADT feeds own).
+pub fn ensure_patient(w: &mut Writes, patient: Value) -> String {
+    let id = patient["identifier"][0].clone();
+    w.ensure("Patient", &id, patient)
 }
 
 /// MRG-1's first identifier, as a search token.

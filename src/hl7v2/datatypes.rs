@@ -28,6 +28,11 @@ pub fn hd_system(m: &V2<'_>, f: &Field<'_>, rep: usize, c: usize) -> Option<Stri
             return Some(uri.clone());
         }
     }
+    match (namespace.as_str(), universal.as_str()) {
+        ("NPI", _) | (_, "2.16.840.1.113883.4.6") => return Some(NPI.into()),
+        (_, "2.16.840.1.113883.4.1") => return Some("http://hl7.org/fhir/sid/us-ssn".into()),
+        _ => {}
+    }
     match kind.as_str() {
         "ISO" if !universal.is_empty() => Some(format!("urn:oid:{universal}")),
         "URI" | "URL" if !universal.is_empty() => Some(universal),
@@ -54,7 +59,12 @@ pub fn identifier(
     match hd_system(m, f, rep, authority) {
         Some(s) => id["system"] = json!(s),
         None if code == "NPI" => id["system"] = json!(NPI),
-        None => {}
+        // No authority: the value is the sending facility's, not the same value of every sender.
+        None => {
+            if let Some(scope) = m.facility() {
+                id["system"] = json!(scope);
+            }
+        }
     }
     if !code.is_empty() {
         id["type"] =
@@ -118,13 +128,12 @@ pub fn code_system(name: &str) -> Option<&'static str> {
         "MVX" => Some("http://hl7.org/fhir/sid/mvx"),
         "LN" => Some("http://loinc.org"),
         "SCT" | "SNM" => Some("http://snomed.info/sct"),
-        "I10" | "I10C" => Some("http://hl7.org/fhir/sid/icd-10-cm"),
+        "I10C" => Some("http://hl7.org/fhir/sid/icd-10-cm"),
+        "I10" => Some("http://hl7.org/fhir/sid/icd-10"),
         "UCUM" => Some("http://unitsofmeasure.org"),
         "CDCREC" | "HL70005" | "HL70189" => Some("urn:oid:2.16.840.1.113883.6.238"),
         "ISO639" => Some("urn:ietf:bcp:47"),
         "NCIT" => Some("http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"),
-        "NIP001" => Some("urn:oid:2.16.840.1.114222.4.5.274"),
-        "NIP002" => Some("urn:oid:2.16.840.1.114222.4.5.272"),
         "CDCPHINVS" => Some("urn:oid:2.16.840.1.114222.4.5.274"),
         t if t.starts_with("HL7") && t.len() == 7 && t[3..].chars().all(|c| c.is_ascii_digit()) => {
             Some(v2_table(&t[3..]))
@@ -268,13 +277,13 @@ pub fn telecom(m: &V2<'_>, f: &Field<'_>, rep: usize, default_use: &str) -> Opti
     Some(json!({"system": if equipment == "FX" { "fax" } else { system }, "value": value, "use": use_}))
 }
 
-/// Every repetition of a field through `one`.
+/// Every repetition of a field through `one` (the first 100: no patient has more names).
 pub fn each(
     m: &V2<'_>,
     f: Option<&Field<'_>>,
     one: impl Fn(&Field<'_>, usize) -> Option<Value>,
 ) -> Vec<Value> {
-    f.map(|f| (0..m.repeats(f)).filter_map(|rep| one(f, rep)).collect()).unwrap_or_default()
+    f.map(|f| (0..m.repeats(f).min(100)).filter_map(|rep| one(f, rep)).collect()).unwrap_or_default()
 }
 
 /// The writes one message maps to, built up as segments are read: resources referenced from
@@ -304,11 +313,19 @@ impl Writes {
     }
 
     /// An update of the resource that has `id` (or a new one): conditional update.
+    /// The same identifier twice in one message (a dose listed twice) is written once, as
+    /// first given: two conditional updates on one condition would make two resources.
     pub fn upsert(&mut self, rtype: &str, id: &Value, resource: Value) -> String {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("identifier", &token(id))
             .finish();
-        self.push(Method::Put, format!("{rtype}?{query}"), resource)
+        let url = format!("{rtype}?{query}");
+        if let Some(full) = self.seen.get(&url) {
+            return full.clone();
+        }
+        let full = self.push(Method::Put, url.clone(), resource);
+        self.seen.insert(url, full.clone());
+        full
     }
 
     /// The resource that has `id`, created when there is none (conditional create): a

@@ -8,6 +8,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::engine::{Engine, Part};
 use crate::error::{Error, Result};
 
+/// Why a message got no answer: the server is stopping and its writer has stopped taking
+/// messages. The sender gets no ACK, so it sends the message again later.
+pub const STOPPING: &str = "the server is stopping; the message was not stored";
+
 /// Most messages committed together.
 const GROUP_MAX: usize = 64;
 /// Messages waiting for the writer before senders wait too.
@@ -40,13 +44,8 @@ impl Ingest {
     /// Commits one message's writes and its record; `Ok` once they are durable.
     pub async fn commit(&self, part: Part) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job { part, reply })
-            .await
-            .map_err(|_| Error::Internal("the server is stopping; the message was not stored".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("the HL7 writer stopped; the message was not stored".into()))?
+        self.queue.send(Job { part, reply }).await.map_err(|_| Error::Internal(STOPPING.into()))?;
+        answer.await.map_err(|_| Error::Internal(STOPPING.into()))?
     }
 }
 

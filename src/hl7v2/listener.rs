@@ -133,7 +133,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(None) => return Ok(()), // closed by the sender
             Ok(Some(frame)) => frame?,
         };
-        let answer = super::process::process(holder.engine(), holder.ingest(), &frame).await;
+        let Some(answer) = super::process::process(holder.engine(), holder.ingest(), &frame).await else {
+            return Ok(()); // stopping: no ACK, the sender will try again
+        };
         framed.send(answer.into_bytes()).await?;
     }
 }

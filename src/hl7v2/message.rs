@@ -13,6 +13,9 @@ pub enum ParseError {
     BadSegment(String),
 }
 
+/// Most segments a message may have (each may become a resource to write).
+pub const MAX_SEGMENTS: usize = 2000;
+
 /// A message and the text it was parsed from.
 pub struct V2<'m> {
     pub message: Message<'m>,
@@ -42,6 +45,12 @@ impl<'m> V2<'m> {
         {
             return Err(ParseError::BadSegment(bad.chars().take(20).collect()));
         }
+        if lines.len() > MAX_SEGMENTS {
+            return Err(ParseError::Malformed(format!(
+                "{} segments; at most {MAX_SEGMENTS} are read",
+                lines.len()
+            )));
+        }
         if lines.len() != message.segments.len() {
             return Err(ParseError::Malformed(format!(
                 "{} of its {} segments could be read",
@@ -50,6 +59,14 @@ impl<'m> V2<'m> {
             )));
         }
         Ok(V2 { message, authorities: Default::default() })
+    }
+
+    /// The sending facility (MSH-4) as a system for identifiers that name no assigning
+    /// authority: they are that facility's.
+    pub fn facility(&self) -> Option<String> {
+        let f = self.field("MSH", 4)?;
+        let name = [1, 2].iter().map(|c| self.component(f, 0, *c)).find(|v| !v.is_empty())?;
+        Some(format!("urn:hearth:hl7v2:facility:{}", name.replace(' ', "-")))
     }
 
     /// The offset of the message's own time (MSH-7), for times sent without one.

@@ -13,16 +13,22 @@ use super::message::V2;
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 
-/// OBR-25 / OBX-11 result status (tables 0123, 0085) → FHIR status.
+/// OBR-25 (table 0123) or OBX-11 (table 0085) → FHIR status, after the v2-to-FHIR concept
+/// maps.
 fn status(code: &str, report: bool) -> &'static str {
-    match code {
-        "P" => "preliminary",
-        "C" => "corrected",
-        "X" => "cancelled",
-        "D" | "W" => "entered-in-error",
-        "I" | "O" | "R" => "registered",
-        "S" | "A" if report => "partial",
-        "A" => "amended",
+    match (code, report) {
+        ("C", _) => "corrected",
+        ("X", _) => "cancelled",
+        ("D" | "W", false) => "entered-in-error",
+        ("P", _) => "preliminary",
+        // Observation: S partial, R not verified → preliminary; N not asked → cancelled.
+        ("S" | "R", false) => "preliminary",
+        ("N", false) => "cancelled",
+        ("I" | "O", false) => "registered",
+        ("A", false) => "amended",
+        // Report: O/I/S ordered, in progress, scheduled → registered; A/R some results → partial.
+        ("O" | "I" | "S", true) => "registered",
+        ("A" | "R", true) => "partial",
         _ => "final",
     }
 }
@@ -34,7 +40,7 @@ fn quantity(m: &V2<'_>, obx: &Segment<'_>, value: f64) -> Value {
     if !unit.is_empty() {
         let display = m.at(obx, 6, 2);
         q["unit"] = json!(if display.is_empty() { &unit } else { &display });
-        if let Some(sys) = code_system(&m.at(obx, 6, 3)) {
+        if let Some(sys) = code_system(&m.at(obx, 6, 3)).filter(|s| !s.starts_with("urn:hearth:")) {
             q["system"] = json!(sys);
             q["code"] = json!(unit);
         }
@@ -106,14 +112,14 @@ fn observation(
     obx: &Segment<'_>,
     index: usize,
     report_key: &str,
+    key: &str,
     when: Option<&str>,
     subject: &Value,
 ) -> Result<Value, Problem> {
     let at = |n: usize| format!("OBX[{index}]-{n}");
     let code = concept(m, obx, 3)
         .ok_or_else(|| Problem::new(&at(3), 101, "OBX-3 (observation identifier) is required"))?;
-    let set_id = m.at(obx, 1, 1);
-    let key = format!("{report_key}-{}", if set_id.is_empty() { index.to_string() } else { set_id });
+    let key = format!("{report_key}-{key}");
     let mut o = json!({
         "resourceType": "Observation",
         "identifier": [{"system": "urn:hearth:hl7v2:obx", "value": key}],
@@ -150,15 +156,14 @@ fn observation(
 /// Every OBR with its OBXs; the fullUrls of what was written.
 pub fn requests(m: &V2<'_>, w: &mut Writes) -> Result<Vec<String>, Problem> {
     let patient = super::adt::patient(m, w)?;
-    let patient_ref = super::adt::write_patient(w, patient);
+    let patient_ref = super::adt::ensure_patient(w, patient);
     let mut written = vec![patient_ref.clone()];
     let subject = json!({"reference": patient_ref});
     let encounter = super::encounter::encounter(m, "R01", &patient_ref, w)?;
+    // The visit as the lab knows it: created if new, never rewritten (ADT owns visits).
     let encounter_ref = encounter.map(|e| {
         let id = e["identifier"][0].clone();
-        let full = w.upsert("Encounter", &id, e);
-        written.push(full.clone());
-        full
+        w.ensure("Encounter", &id, e)
     });
     let segments = &m.message.segments;
     let obrs: Vec<usize> = (0..segments.len()).filter(|i| segments[*i].name == "OBR").collect();
@@ -173,17 +178,30 @@ pub fn requests(m: &V2<'_>, w: &mut Writes) -> Result<Vec<String>, Problem> {
         let code = concept(m, obr, 4)
             .ok_or_else(|| Problem::new(&at(4), 101, "OBR-4 (universal service id) is required"))?;
         let (filler, placer) = (m.at(obr, 3, 1), m.at(obr, 2, 1));
-        let (number, ns) =
-            if filler.is_empty() { (placer, m.at(obr, 2, 2)) } else { (filler, m.at(obr, 3, 2)) };
+        // Placer and filler numbers are separate key spaces; without a namespace, a number is
+        // the sending facility's.
+        let (kind, number, ns) = if filler.is_empty() {
+            ("placer", placer, m.at(obr, 2, 2))
+        } else {
+            ("filler", filler, m.at(obr, 3, 2))
+        };
         if number.is_empty() {
             return Err(Problem::new(&at(3), 101, "OBR-3 or OBR-2 (an order number) is required"));
         }
-        let report_key = format!("{}-{number}", if ns.is_empty() { "-".into() } else { ns });
+        let ns = if ns.is_empty() { m.get("MSH", 4, 1) } else { ns };
+        let report_key =
+            format!("{kind}-{}-{number}", if ns.is_empty() { "-".into() } else { ns.replace(' ', "-") });
         let when = datetime(&m.at(obr, 7, 1), m.zone().as_deref());
         let mut results = Vec::new();
-        for obx in segments[*start..end].iter().filter(|s| s.name == "OBX") {
+        let obxs: Vec<&Segment<'_>> = segments[*start..end].iter().filter(|s| s.name == "OBX").collect();
+        // OBX-1 names a result within its report only if no two share it (some senders put 1
+        // everywhere): else the position does.
+        let set_ids: Vec<String> = obxs.iter().map(|o| m.at(o, 1, 1)).collect();
+        let unique = set_ids.iter().enumerate().all(|(i, s)| !s.is_empty() && !set_ids[..i].contains(s));
+        for (position, obx) in obxs.into_iter().enumerate() {
             obx_index += 1;
-            let mut o = match observation(m, obx, obx_index, &report_key, when.as_deref(), &subject) {
+            let key = if unique { set_ids[position].clone() } else { format!("p{}", position + 1) };
+            let mut o = match observation(m, obx, obx_index, &report_key, &key, when.as_deref(), &subject) {
                 Ok(o) => o,
                 Err(p) => {
                     w.problems.push(p);

@@ -18,14 +18,16 @@ const ADT_PATIENT: &[&str] = &["A01", "A03", "A04", "A05", "A08", "A28", "A31"];
 /// What the listener takes, for the AR's text.
 const SUPPORTED: &str = "ADT^A01/A03/A04/A05/A08/A28/A31/A40, VXU^V04 and ORU^R01";
 
-/// Processes one message's bytes and returns the ACK's text.
-pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> String {
-    handle(engine, ingest, bytes, false).await
+/// Processes one message's bytes and returns the ACK's text; `None` when the server is
+/// stopping and the message was not taken (no ACK: the sender will send it again).
+pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> Option<String> {
+    let answer = handle(engine, ingest, bytes, false).await;
+    (!answer.contains(super::ingest::STOPPING)).then_some(answer)
 }
 
 /// `hearth hl7 replay`: the stored messages with `control_id` (from `sender`, when given)
-/// processed again, as if just received, though their control id is known. A message that
-/// failed before is recorded with its new answer; one accepted before keeps its first record.
+/// processed again, as if just received. A message that failed before is recorded with its
+/// new answer; one accepted before is not applied twice: it gets its first ACK again.
 /// Each message's sender, former status and new ACK.
 pub async fn replay(
     engine: &Engine,
@@ -35,17 +37,21 @@ pub async fn replay(
 ) -> crate::error::Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
-        let answer = handle(engine, ingest, raw.as_bytes(), true).await;
+        // `raw` is the decoded text: it is not decoded again.
+        let answer = handle_text(engine, ingest, &raw, true).await;
         out.push((from, status, answer));
     }
     Ok(out)
 }
 
 async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bool) -> String {
-    let text = match decode(bytes) {
-        Ok(t) => t,
-        Err(p) => return ack(None, AckCode::AR, &[p]),
-    };
+    match decode(bytes) {
+        Ok(t) => handle_text(engine, ingest, &t, again).await,
+        Err(p) => ack(None, AckCode::AR, &[p]),
+    }
+}
+
+async fn handle_text(engine: &Engine, ingest: &super::Ingest, text: &str, again: bool) -> String {
     let text = text.trim_start_matches('\u{feff}');
     let mut m = match V2::parse(text) {
         Ok(m) => m,
@@ -95,6 +101,12 @@ async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bo
     let record = received("AA", &accepted);
     match ingest.commit(crate::engine::Part { requests, record }).await {
         Ok(_) => accepted,
+        Err(Error::Conflict(why)) if why == crate::store::hl7::ALREADY_ACCEPTED => {
+            match engine.store.hl7_ack(&sender, &control_id).await {
+                Ok(Some(first)) => first,
+                _ => ack(Some(&m), AckCode::AE, &[Problem::new("MSH-10", 207, why)]),
+            }
+        }
         Err(e) => {
             let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));
             remember(engine, &received("AE", &answer)).await;
@@ -107,6 +119,10 @@ async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bo
 /// ISO-8859-1 (`8859/1`). Bytes that are not UTF-8 without an MSH-18 are read as ISO-8859-1,
 /// as many feeds send Latin-1 without saying so.
 fn decode(bytes: &[u8]) -> Result<String, Problem> {
+    // Control characters have no place in ER7 text (and PostgreSQL's TEXT refuses NUL).
+    if let Some(at) = bytes.iter().position(|b| *b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) {
+        return Err(Problem::new("MSH", 102, format!("control character 0x{:02X} at byte {at}", bytes[at])));
+    }
     let latin1 = || bytes.iter().map(|b| char::from(*b)).collect::<String>();
     // MSH-18 is found on the raw bytes: it is ASCII in every character set we read.
     let head = &bytes[..bytes.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(bytes.len())];
@@ -144,6 +160,8 @@ struct Known {
     manufacturers: Vec<String>,
     /// The Patient an A40 retires.
     retired: Option<super::adt::Retired>,
+    /// The stored Patient an ADT updates.
+    stored_patient: Option<serde_json::Value>,
 }
 
 async fn lookups(engine: &Engine, m: &V2<'_>) -> crate::error::Result<Known> {
@@ -154,6 +172,17 @@ async fn lookups(engine: &Engine, m: &V2<'_>) -> crate::error::Result<Known> {
                 let id = super::vxu::manufacturer_id(&code);
                 if !known.manufacturers.contains(&id) && engine.read("Organization", &id).await.is_ok() {
                     known.manufacturers.push(id);
+                }
+            }
+        }
+        ("ADT", e) if ADT_PATIENT.contains(&e) => {
+            if let Some(token) = super::adt::patient_token(m) {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("identifier", &token)
+                    .finish();
+                let found = engine.search("Patient", &query, crate::search::Handling::Strict).await?;
+                if let [v] = found.hits.as_slice() {
+                    known.stored_patient = serde_json::from_slice(&v.body).ok();
                 }
             }
         }
@@ -199,9 +228,19 @@ fn requests_of(m: &V2<'_>, known: &Known) -> Result<Vec<crate::engine::Request>,
         return Err((AckCode::AR, vec![Problem::new("MSH-12", 203, why)]));
     }
     let (kind, event) = (m.get("MSH", 9, 1), m.get("MSH", 9, 2));
+    // One patient per message: an ORU with several PATIENT_RESULT groups, or an A40 with several
+    // PID/MRG pairs, is refused whole rather than filed under its first patient.
+    for seg in ["PID", "MRG"] {
+        let n = m.message.segments.iter().filter(|s| s.name == seg).count();
+        if n > 1 {
+            let why =
+                format!("{n} {seg} segments: one patient per message is supported; send one message each");
+            return Err((AckCode::AE, vec![Problem::new(seg, 100, why)]));
+        }
+    }
     let mut w = Writes::default();
     let written = match (kind.as_str(), event.as_str()) {
-        ("ADT", e) if ADT_PATIENT.contains(&e) => adt_patient(m, e, &mut w),
+        ("ADT", e) if ADT_PATIENT.contains(&e) => adt_patient(m, e, known.stored_patient.as_ref(), &mut w),
         ("ADT", "A40") => super::adt::merge(m, known.retired.as_ref(), &mut w),
         ("VXU", "V04") => super::vxu::requests(m, &known.manufacturers, &mut w),
         ("ORU", "R01") => super::oru::requests(m, &mut w),
@@ -227,8 +266,14 @@ fn requests_of(m: &V2<'_>, known: &Known) -> Result<Vec<crate::engine::Request>,
 }
 
 /// A01/A03/A04/A05/A08/A28/A31: the Patient, and the visit of its PV1.
-fn adt_patient(m: &V2<'_>, event: &str, w: &mut Writes) -> Result<Vec<String>, Problem> {
-    let patient = super::adt::patient(m, w)?;
+fn adt_patient(
+    m: &V2<'_>,
+    event: &str,
+    stored: Option<&serde_json::Value>,
+    w: &mut Writes,
+) -> Result<Vec<String>, Problem> {
+    let mut patient = super::adt::patient(m, w)?;
+    super::adt::keep_merge(&mut patient, stored);
     let patient_ref = super::adt::write_patient(w, patient);
     let mut written = vec![patient_ref.clone()];
     if let Some(e) = super::encounter::encounter(m, event, &patient_ref, w)? {

@@ -97,6 +97,7 @@ fn immunization(
         d.orc.map(|o| (m.at(o, 3, 1), m.at(o, 3, 2))).filter(|(id, _)| !id.is_empty() && id != "9999");
     let identifier = match filler {
         Some((id, ns)) => {
+            let ns = if ns.is_empty() { m.get("MSH", 4, 1) } else { ns };
             json!({"system": format!("urn:hearth:hl7v2:filler:{}", if ns.is_empty() { "-".into() } else { ns.replace(' ', "-") }), "value": id})
         }
         None => {
@@ -108,6 +109,7 @@ fn immunization(
     let amount = m.at(d.rxa, 6, 1);
     if let Ok(v) = amount.parse::<f64>()
         && amount != "999"
+        && v.is_finite()
     {
         let mut q = json!({"value": v});
         let unit = m.at(d.rxa, 7, 1);
@@ -213,12 +215,6 @@ fn observations(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value) {
                     vis(if loinc == "29768-9" { "publicationDate" } else { "presentationDate" }, json!(day));
                 }
             }
-            "30956-7" => {
-                let kind = m.at(obx, 5, 2);
-                if !kind.is_empty() {
-                    vis("reference", json!(format!("urn:hearth:hl7v2:vis:{}", m.at(obx, 5, 1))));
-                }
-            }
             _ => {}
         }
     }
@@ -274,7 +270,7 @@ fn manufacturer(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value, w: &mut Writes, k
 pub fn requests(m: &V2<'_>, known: &[String], w: &mut Writes) -> Result<Vec<String>, Problem> {
     let patient = super::adt::patient(m, w)?;
     let key = token(&patient["identifier"][0]);
-    let patient_ref = super::adt::write_patient(w, patient);
+    let patient_ref = super::adt::ensure_patient(w, patient);
     let doses = doses(m);
     if doses.is_empty() {
         return Err(Problem::new("RXA", 100, "a VXU needs at least one RXA"));

@@ -20,7 +20,11 @@ pub struct Received {
 pub(super) const RECORD: &str = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO UPDATE SET \
      message_type = excluded.message_type, received = excluded.received, status = excluded.status, \
-     ack = excluded.ack, raw = excluded.raw WHERE hl7_message.status <> 'AA'";
+     ack = excluded.ack, raw = excluded.raw WHERE hl7_message.status <> 'AA' RETURNING status";
+
+/// What a message whose control id was accepted already gets from a group commit: its first
+/// ACK is looked up and sent again.
+pub const ALREADY_ACCEPTED: &str = "this message was accepted already";
 
 impl Store {
     /// The ACK a message from `sender` with `control_id` got when it was accepted, if it was.

@@ -201,9 +201,10 @@ impl Tx {
 
     /// Records an HL7 v2 message inside this transaction: it is recorded exactly when its
     /// writes are.
-    pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<()> {
-        on_tx!(self, tx => {
-            sqlx::query(super::hl7::RECORD)
+    /// `false` when the message was accepted already (its record stays as it was).
+    pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<bool> {
+        let row: Option<(String,)> = on_tx!(self, tx => {
+            sqlx::query_as(super::hl7::RECORD)
                 .bind(&m.sender)
                 .bind(&m.control_id)
                 .bind(&m.message_type)
@@ -211,10 +212,10 @@ impl Tx {
                 .bind(m.status)
                 .bind(&m.ack)
                 .bind(&m.raw)
-                .execute(&mut **tx)
-                .await?;
+                .fetch_optional(&mut **tx)
+                .await?
         });
-        Ok(())
+        Ok(row.is_some())
     }
 
     /// The stored bytes of the current row (for PATCH, which edits what is there).

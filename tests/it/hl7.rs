@@ -462,3 +462,69 @@ async fn connection_limit() {
     assert_eq!(patients(&srv, "K2").await["total"], 1);
     srv.stop().await;
 }
+
+/// The same messages sent on several connections at once (a sender retrying on a new
+/// connection before its ACK came) are applied once each; every copy gets AA.
+async fn duplicates(backend: Backend) {
+    let srv = start(backend).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let mut conn = connect(&srv).await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let ack =
+                    exchange(&mut conn, &adt(&format!("dup{i}"), "A08", &format!("D{i}"), "Twice")).await;
+                assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+                assert_eq!(field(&ack, "MSA", 2), format!("dup{i}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let p = json(srv.get("Provenance?_summary=count").await).await;
+    assert_eq!(p["total"], 5, "one Provenance per message, however often it came: {p}");
+    for i in 0..5 {
+        let b = patients(&srv, &format!("D{i}")).await;
+        assert_eq!(b["entry"][0]["resource"]["meta"]["versionId"], "1", "{b}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_sqlite() {
+    duplicates(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_postgres() {
+    if crate::support::postgres_available() {
+        duplicates(Backend::Postgres).await;
+    }
+}
+
+/// Refusals of what cannot be filed safely, and the ACK's header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_ack_header() {
+    let srv = start(Backend::Sqlite).await;
+    let mut conn = connect(&srv).await;
+    // Two patients in one ORU: refused whole, not filed under the first.
+    let oru = "MSH|^~\\&|LAB|NORTH|HEARTH|CLINIC|20250102||ORU^R01|o2|P|2.5.1\r\
+               PID|1||P1^^^NORTH&1.2.840.99&ISO\rOBR|1||F1|2345-7^Glucose^LN\rOBX|1|NM|2345-7^Glucose^LN||5\r\
+               PID|2||P2^^^NORTH&1.2.840.99&ISO\rOBR|1||F2|2345-7^Glucose^LN\rOBX|1|NM|2345-7^Glucose^LN||6\r";
+    let ack = exchange(&mut conn, oru).await;
+    assert_eq!(field(&ack, "MSA", 1), "AE", "{ack}");
+    assert_eq!(patients(&srv, "P1").await["total"], 0);
+    // A control character: AR, the connection goes on.
+    let ack = exchange(&mut conn, &adt("n1", "A04", "N1", "Nul").replace("Nul", "N\u{1}ul")).await;
+    assert_eq!(field(&ack, "MSA", 1), "AR", "{ack}");
+    // The ACK names the sender's application with its components, and echoes MSH-11.
+    let m = adt("h1", "A04", "H1", "Hd")
+        .replace("|LAB|NORTH|", "|LAB^1.2.3^ISO|NORTH|")
+        .replace("|P|2.5.1", "|T|2.5.1");
+    let ack = exchange(&mut conn, &m).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert_eq!(field(&ack, "MSH", 5), "LAB^1.2.3^ISO", "{ack}");
+    assert_eq!(field(&ack, "MSH", 11), "T");
+    srv.stop().await;
+}

@@ -98,6 +98,14 @@ async fn merge(srv: &Srv, conn: &mut TcpStream) {
     assert_eq!(dup["link"][0]["other"]["reference"], format!("Patient/{}", survivor["id"].as_str().unwrap()));
     assert_eq!(survivor["link"][0]["type"], "replaces", "{survivor}");
     assert_eq!(survivor["link"][0]["other"]["reference"], format!("Patient/{}", dup["id"].as_str().unwrap()));
+    // An update of the survivor's demographics keeps the merge's link.
+    let path = format!("{}/examples/hl7v2/ADT-A28-survivor.hl7", env!("CARGO_MANIFEST_DIR"));
+    let again =
+        String::from_utf8(std::fs::read(path).unwrap()).unwrap().replace("GH26110400007", "GH26110499999");
+    let ack = exchange_bytes(conn, again.as_bytes()).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    let survivor = one(srv, &format!("Patient?identifier={GH}|7700345")).await;
+    assert_eq!(survivor["link"][0]["type"], "replaces", "{survivor}");
     // Now accepted, the message is answered from its record when sent again.
     let before = dup["meta"]["versionId"].clone();
     accept(conn, "ADT-A40-merge.hl7").await;
