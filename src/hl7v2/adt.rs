@@ -162,7 +162,7 @@ pub fn write_patient(w: &mut Writes, patient: Value) -> String {
     w.upsert("Patient", &id, patient)
 }
 
-/// The Patient a merge retires (MRG-1), as stored: id, version and body.
+/// A stored Patient (the one a merge retires, or the one an ADT updates): id, version, body.
 pub struct Retired {
     pub id: String,
     pub version: i64,

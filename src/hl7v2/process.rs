@@ -176,32 +176,27 @@ async fn lookups(engine: &Engine, m: &V2<'_>) -> crate::error::Result<Known> {
             }
         }
         ("ADT", e) if ADT_PATIENT.contains(&e) => {
-            if let Some(token) = super::adt::patient_token(m) {
-                let query = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("identifier", &token)
-                    .finish();
-                let found = engine.search("Patient", &query, crate::search::Handling::Strict).await?;
-                if let [v] = found.hits.as_slice() {
-                    known.stored_patient = serde_json::from_slice(&v.body).ok();
-                }
-            }
+            known.stored_patient =
+                stored_patient(engine, super::adt::patient_token(m)).await?.map(|r| r.body);
         }
-        ("ADT", "A40") => {
-            if let Some(token) = super::adt::merged_token(m) {
-                let query = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("identifier", &token)
-                    .finish();
-                let found = engine.search("Patient", &query, crate::search::Handling::Strict).await?;
-                if let [v] = found.hits.as_slice() {
-                    let body = serde_json::from_slice(&v.body)
-                        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-                    known.retired = Some(super::adt::Retired { id: v.id.clone(), version: v.version, body });
-                }
-            }
-        }
+        ("ADT", "A40") => known.retired = stored_patient(engine, super::adt::merged_token(m)).await?,
         _ => {}
     }
     Ok(known)
+}
+
+/// The one stored Patient with the identifier `token`, if exactly one has it.
+async fn stored_patient(
+    engine: &Engine,
+    token: Option<String>,
+) -> crate::error::Result<Option<super::adt::Retired>> {
+    let Some(token) = token else { return Ok(None) };
+    let query =
+        url::form_urlencoded::Serializer::new(String::new()).append_pair("identifier", &token).finish();
+    let found = engine.search("Patient", &query, crate::search::Handling::Strict).await?;
+    let [v] = found.hits.as_slice() else { return Ok(None) };
+    let body = serde_json::from_slice(&v.body).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    Ok(Some(super::adt::Retired { id: v.id.clone(), version: v.version, body }))
 }
 
 fn status_of(code: AckCode) -> &'static str {
