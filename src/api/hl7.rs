@@ -46,7 +46,8 @@ pub async fn post(State(state): State<Arc<AppState>>, ctx: Ctx, body: Body) -> R
         }
         let bytes = read_body(body, state.hl7.max_bytes, &ctx.headers).await?;
         let Some(answer) = crate::hl7v2::process::process(&state.engine, &state.hl7, &bytes).await else {
-            return Ok((StatusCode::SERVICE_UNAVAILABLE, crate::hl7v2::ingest::STOPPING).into_response());
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, "the server is stopping; send the message again")
+                .into_response());
         };
         let mut resp = (StatusCode::OK, answer).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ER7));

@@ -16,76 +16,78 @@ pub struct Part {
     pub record: Received,
 }
 
+/// What became of one part of a group.
+pub enum Committed {
+    /// Its writes, committed with its record.
+    Written(Vec<Result<Outcome>>),
+    /// Its message had been accepted already (a copy sent again): nothing was written.
+    AlreadyRecorded,
+}
+
 impl Engine {
     /// Commits each part whose transaction succeeds, in one database transaction; the results
     /// come back in the parts' order. A conflict retries the whole group.
-    pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Vec<Result<Outcome>>>> {
-        let checked: Vec<Result<()>> = parts.iter().map(|p| check_requests(&p.requests)).collect();
+    pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Committed>> {
+        // What fails before the database is answered at once; the rest goes in the group.
+        let mut out: Vec<Option<Result<Committed>>> =
+            parts.iter().map(|p| check_requests(&p.requests).err().map(Err)).collect();
+        let todo: Vec<usize> = (0..parts.len()).filter(|i| out[*i].is_none()).collect();
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<Vec<String>> =
             parts.iter().map(|p| p.requests.iter().map(|_| super::new_id()).collect()).collect();
-        let written = match self.retry(|| self.try_group(parts, &ids, &checked)).await {
-            Ok(w) => w,
-            Err(e) => {
-                // Nothing committed: every part that got this far fails with the group.
-                let why = e.to_string();
-                return checked
-                    .into_iter()
-                    .map(|c| c.and(Err(Error::Internal(format!("not stored: {why}")))))
-                    .collect();
+        match self.retry(|| self.try_group(parts, &todo, &ids)).await {
+            Ok(written) => {
+                for (&i, w) in todo.iter().zip(written) {
+                    out[i] = Some(match w {
+                        Ok(Some(changes)) => {
+                            Ok(Committed::Written(self.finish(&parts[i].requests, changes).await))
+                        }
+                        Ok(None) => Ok(Committed::AlreadyRecorded),
+                        Err(e) => Err(e),
+                    });
+                }
             }
-        };
-        let mut out = Vec::with_capacity(parts.len());
-        for ((part, check), w) in parts.iter().zip(checked).zip(written) {
-            out.push(match (check, w) {
-                (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-                (Ok(()), Ok(changes)) => Ok(self.finish(&part.requests, changes).await),
-            });
+            // Nothing committed: every part in the group fails with it.
+            Err(e) => {
+                for &i in &todo {
+                    out[i] = Some(Err(Error::Internal(format!("not stored: {e}"))));
+                }
+            }
         }
-        out
+        out.into_iter().map(|o| o.unwrap_or_else(|| Err(Error::Internal("not processed".into())))).collect()
     }
 
+    /// The parts at `todo`, each in its savepoint: its changes, `None` when its message was
+    /// recorded already, or its own error.
     async fn try_group(
         &self,
         parts: &[Part],
+        todo: &[usize],
         ids: &[Vec<String>],
-        checked: &[Result<()>],
-    ) -> Result<Vec<Result<Vec<Option<Change>>>>> {
+    ) -> Result<Vec<Result<Option<Vec<Option<Change>>>>>> {
         let mut tx = self.store.begin().await?;
-        let mut out = Vec::with_capacity(parts.len());
-        for ((part, ids), check) in parts.iter().zip(ids).zip(checked) {
-            if check.is_err() {
-                out.push(Err(Error::Internal("not checked".into())));
-                continue;
-            }
+        let mut out = Vec::with_capacity(todo.len());
+        for &i in todo {
+            let part = &parts[i];
             let mark = tx.savepoint().await?;
             // The record first: a copy of a message accepted meanwhile (sent again while the
             // first was on its way) stops here, and on PostgreSQL a concurrent copy waits on
             // the record's key until this one commits.
-            let recorded = match tx.hl7_record(&part.record).await {
-                Ok(r) => r,
-                Err(e) if is_write_conflict(&e) => return Err(e),
-                Err(e) => {
-                    tx.rollback_to(mark).await?;
-                    out.push(Err(e));
-                    continue;
-                }
+            let done = match tx.hl7_record(&part.record).await {
+                Ok(true) => self.apply(&mut tx, &part.requests, &ids[i]).await.map(Some),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
             };
-            if !recorded {
-                tx.rollback_to(mark).await?;
-                out.push(Err(Error::Conflict(crate::store::hl7::ALREADY_ACCEPTED.into())));
-                continue;
-            }
-            match self.apply(&mut tx, &part.requests, ids).await {
-                Ok(changes) => {
+            match done {
+                Ok(Some(changes)) => {
                     tx.release(mark).await?;
-                    out.push(Ok(changes));
+                    out.push(Ok(Some(changes)));
                 }
                 // Another writer's change: the whole group is tried again.
                 Err(e) if is_write_conflict(&e) => return Err(e),
-                Err(e) => {
+                other => {
                     tx.rollback_to(mark).await?;
-                    out.push(Err(e));
+                    out.push(other);
                 }
             }
         }

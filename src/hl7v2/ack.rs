@@ -14,6 +14,17 @@ pub enum AckCode {
     AR,
 }
 
+impl AckCode {
+    /// MSA-1, and the status a message is recorded with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckCode::AA => "AA",
+            AckCode::AE => "AE",
+            AckCode::AR => "AR",
+        }
+    }
+}
+
 /// A problem, for an ERR segment: location (`PID-3`), HL7 table 0357 code, text.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -91,13 +102,13 @@ pub fn ack(msg: Option<&V2<'_>>, code: AckCode, problems: &[Problem]) -> String 
     let version = Some(g(12, 1)).filter(|v| !v.is_empty()).unwrap_or_else(|| "2.5.1".into());
     let control = uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
     let mut out = format!(
-        "MSH|^~\\&|{}|{}|{}|{}|{stamp}||ACK^{}^ACK|{control}|{processing}|{version}\rMSA|{:?}|{}",
+        "MSH|^~\\&|{}|{}|{}|{}|{stamp}||ACK^{}^ACK|{control}|{processing}|{version}\rMSA|{}|{}",
         hd(5),
         hd(6),
         hd(3),
         hd(4),
         g(9, 2),
-        code,
+        code.as_str(),
         g(10, 0),
     );
     if let Some(first) = problems.first().filter(|_| code != AckCode::AA) {

@@ -5,12 +5,8 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::{Engine, Part};
+use crate::engine::{Committed, Engine, Part};
 use crate::error::{Error, Result};
-
-/// Why a message got no answer: the server is stopping and its writer has stopped taking
-/// messages. The sender gets no ACK, so it sends the message again later.
-pub const STOPPING: &str = "the server is stopping; the message was not stored";
 
 /// Most messages committed together.
 const GROUP_MAX: usize = 64;
@@ -19,7 +15,18 @@ const QUEUE: usize = 1024;
 
 struct Job {
     part: Part,
-    reply: oneshot::Sender<Result<()>>,
+    reply: oneshot::Sender<Result<Committed>>,
+}
+
+/// What became of a message handed to the writer.
+pub enum Commit {
+    /// Its writes and its record are durable.
+    Stored,
+    /// A copy of it was accepted meanwhile: nothing was written.
+    AlreadyAccepted,
+    Failed(Error),
+    /// The server is stopping and took nothing: the sender gets no ACK and sends it again.
+    Stopping,
 }
 
 /// The writer's inbox.
@@ -41,11 +48,18 @@ impl Ingest {
         (Ingest { queue, authorities: std::sync::Arc::new(authorities), max_bytes }, Inbox(rx))
     }
 
-    /// Commits one message's writes and its record; `Ok` once they are durable.
-    pub async fn commit(&self, part: Part) -> Result<()> {
+    /// Commits one message's writes and its record.
+    pub async fn commit(&self, part: Part) -> Commit {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { part, reply }).await.map_err(|_| Error::Internal(STOPPING.into()))?;
-        answer.await.map_err(|_| Error::Internal(STOPPING.into()))?
+        if self.queue.send(Job { part, reply }).await.is_err() {
+            return Commit::Stopping;
+        }
+        match answer.await {
+            Ok(Ok(Committed::Written(_))) => Commit::Stored,
+            Ok(Ok(Committed::AlreadyRecorded)) => Commit::AlreadyAccepted,
+            Ok(Err(e)) => Commit::Failed(e),
+            Err(_) => Commit::Stopping,
+        }
     }
 }
 
@@ -68,22 +82,23 @@ async fn writer(
     rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut stopping = false;
     loop {
         let mut inbox = rx.lock().await;
-        let first = tokio::select! {
-            j = inbox.recv() => j,
-            _ = stop.changed() => None,
+        let first = if stopping {
+            // What is still queued is committed before the writer ends.
+            inbox.close();
+            inbox.recv().await
+        } else {
+            tokio::select! {
+                j = inbox.recv() => j,
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
         };
         let Some(first) = first else { break };
-        let jobs = gather(first, &mut inbox);
-        drop(inbox);
-        commit_group(engine, jobs).await;
-    }
-    // Stopping: what is still queued is committed before the writer ends.
-    loop {
-        let mut inbox = rx.lock().await;
-        inbox.close();
-        let Some(first) = inbox.recv().await else { break };
         let jobs = gather(first, &mut inbox);
         drop(inbox);
         commit_group(engine, jobs).await;
@@ -107,6 +122,6 @@ async fn commit_group(engine: &Engine, jobs: Vec<Job>) {
     let results = engine.transaction_group(&parts).await;
     for (reply, r) in replies.into_iter().zip(results) {
         // A sender that went away gets no answer; what it sent is stored all the same.
-        let _ = reply.send(r.map(|_| ()));
+        let _ = reply.send(r);
     }
 }

@@ -61,6 +61,11 @@ impl<'m> V2<'m> {
         Ok(V2 { message, authorities: Default::default() })
     }
 
+    /// The sender as recorded and named in Provenance: `MSH-3^MSH-4`.
+    pub fn sender(&self) -> String {
+        format!("{}^{}", self.get("MSH", 3, 0), self.get("MSH", 4, 0))
+    }
+
     /// The sending facility (MSH-4) as a system for identifiers that name no assigning
     /// authority: they are that facility's.
     pub fn facility(&self) -> Option<String> {

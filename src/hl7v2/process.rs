@@ -4,6 +4,7 @@
 
 use super::ack::{AckCode, Problem, ack};
 use super::datatypes::Writes;
+use super::ingest::Commit;
 use super::message::V2;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -21,8 +22,10 @@ const SUPPORTED: &str = "ADT^A01/A03/A04/A05/A08/A28/A31/A40, VXU^V04 and ORU^R0
 /// Processes one message's bytes and returns the ACK's text; `None` when the server is
 /// stopping and the message was not taken (no ACK: the sender will send it again).
 pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> Option<String> {
-    let answer = handle(engine, ingest, bytes, false).await;
-    (!answer.contains(super::ingest::STOPPING)).then_some(answer)
+    match decode(bytes) {
+        Ok(t) => handle(engine, ingest, &t, false).await,
+        Err(p) => Some(ack(None, AckCode::AR, &[p])),
+    }
 }
 
 /// `hearth hl7 replay`: the stored messages with `control_id` (from `sender`, when given)
@@ -38,80 +41,72 @@ pub async fn replay(
     let mut out = Vec::new();
     for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
         // `raw` is the decoded text: it is not decoded again.
-        let answer = handle_text(engine, ingest, &raw, true).await;
-        out.push((from, status, answer));
+        let answer = handle(engine, ingest, &raw, true).await;
+        out.push((from, status, answer.unwrap_or_else(|| "not processed: the server is stopping".into())));
     }
     Ok(out)
 }
 
-async fn handle(engine: &Engine, ingest: &super::Ingest, bytes: &[u8], again: bool) -> String {
-    match decode(bytes) {
-        Ok(t) => handle_text(engine, ingest, &t, again).await,
-        Err(p) => ack(None, AckCode::AR, &[p]),
-    }
-}
-
-async fn handle_text(engine: &Engine, ingest: &super::Ingest, text: &str, again: bool) -> String {
+/// One decoded message → its ACK (`None`: the server is stopping). `again`: a replay, which
+/// does not answer from the record of an earlier acceptance before trying.
+async fn handle(engine: &Engine, ingest: &super::Ingest, text: &str, again: bool) -> Option<String> {
     let text = text.trim_start_matches('\u{feff}');
     let mut m = match V2::parse(text) {
         Ok(m) => m,
-        Err(e) => return ack(None, AckCode::AR, &[Problem::new("MSH", 100, e.to_string())]),
+        Err(e) => return Some(ack(None, AckCode::AR, &[Problem::new("MSH", 100, e.to_string())])),
     };
     m.authorities = ingest.authorities.clone();
-    let sender = format!("{}^{}", m.get("MSH", 3, 0), m.get("MSH", 4, 0));
+    let sender = m.sender();
     let control_id = m.get("MSH", 10, 0);
     if control_id.is_empty() {
-        return ack(
-            Some(&m),
-            AckCode::AR,
-            &[Problem::new("MSH-10", 101, "MSH-10 (message control id) is required")],
-        );
+        let missing = Problem::new("MSH-10", 101, "MSH-10 (message control id) is required");
+        return Some(ack(Some(&m), AckCode::AR, &[missing]));
     }
+    let failed = |e: Error| ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]);
     if !again {
         match engine.store.hl7_ack(&sender, &control_id).await {
-            Ok(Some(first)) => return first,
+            Ok(Some(first)) => return Some(first),
             Ok(None) => {}
-            Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+            Err(e) => return Some(failed(e)),
         }
     }
-    let message_type = m.get("MSH", 9, 0);
-    let received = |status: &'static str, answer: &str| crate::store::hl7::Received {
+    let received = |code: AckCode, answer: &str| crate::store::hl7::Received {
         sender: sender.clone(),
         control_id: control_id.clone(),
-        message_type: message_type.clone(),
-        status,
+        message_type: m.get("MSH", 9, 0),
+        status: code.as_str(),
         ack: answer.to_string(),
         raw: text.to_string(),
         received: now_ms(),
     };
     let known = match lookups(engine, &m).await {
         Ok(k) => k,
-        Err(e) => return ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]),
+        Err(e) => return Some(failed(e)),
     };
     let requests = match requests_of(&m, &known) {
         Ok(r) => r,
         Err((code, problems)) => {
             let answer = ack(Some(&m), code, &problems);
-            remember(engine, &received(status_of(code), &answer)).await;
-            return answer;
+            remember(engine, &received(code, &answer)).await;
+            return Some(answer);
         }
     };
     // The AA is recorded in the transaction that stores the message's resources.
     let accepted = ack(Some(&m), AckCode::AA, &[]);
-    let record = received("AA", &accepted);
+    let record = received(AckCode::AA, &accepted);
     match ingest.commit(crate::engine::Part { requests, record }).await {
-        Ok(_) => accepted,
-        Err(Error::Conflict(why)) if why == crate::store::hl7::ALREADY_ACCEPTED => {
-            match engine.store.hl7_ack(&sender, &control_id).await {
-                Ok(Some(first)) => first,
-                _ => ack(Some(&m), AckCode::AE, &[Problem::new("MSH-10", 207, why)]),
-            }
-        }
-        Err(e) => {
+        Commit::Stored => Some(accepted),
+        Commit::AlreadyAccepted => Some(match engine.store.hl7_ack(&sender, &control_id).await {
+            Ok(Some(first)) => first,
+            Ok(None) => failed(Error::Internal("the message was accepted, but its ACK is gone".into())),
+            Err(e) => failed(e),
+        }),
+        Commit::Failed(e) => {
             let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));
-            remember(engine, &received("AE", &answer)).await;
-            answer
+            remember(engine, &received(AckCode::AE, &answer)).await;
+            Some(answer)
         }
+        Commit::Stopping => None,
     }
 }
 
@@ -199,14 +194,6 @@ async fn stored_patient(
     Ok(Some(super::adt::Retired { id: v.id.clone(), version: v.version, body }))
 }
 
-fn status_of(code: AckCode) -> &'static str {
-    match code {
-        AckCode::AA => "AA",
-        AckCode::AE => "AE",
-        AckCode::AR => "AR",
-    }
-}
-
 /// Records a message that stored nothing (refused, or failed).
 async fn remember(engine: &Engine, r: &crate::store::hl7::Received) {
     if let Err(e) = engine.store.hl7_record(r).await {
@@ -280,7 +267,7 @@ fn adt_patient(
 
 /// Who sent what, for every resource the message created or updated.
 fn provenance(m: &V2<'_>, targets: &[String]) -> serde_json::Value {
-    let sender = format!("{}^{}", m.get("MSH", 3, 0), m.get("MSH", 4, 0));
+    let sender = m.sender();
     let control_id = m.get("MSH", 10, 0);
     let event = m.get("MSH", 9, 2);
     let recorded = crate::resource::instant::format_ms(now_ms());

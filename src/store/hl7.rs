@@ -22,10 +22,6 @@ pub(super) const RECORD: &str = "INSERT INTO hl7_message (sender, control_id, me
      message_type = excluded.message_type, received = excluded.received, status = excluded.status, \
      ack = excluded.ack, raw = excluded.raw WHERE hl7_message.status <> 'AA' RETURNING status";
 
-/// What a message whose control id was accepted already gets from a group commit: its first
-/// ACK is looked up and sent again.
-pub const ALREADY_ACCEPTED: &str = "this message was accepted already";
-
 impl Store {
     /// The ACK a message from `sender` with `control_id` got when it was accepted, if it was.
     /// (A message refused or failed before stored nothing: it is processed again.)
@@ -49,7 +45,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records a message; one received twice at once keeps the first record.
+    /// Records a message that stored nothing (refused, or failed); an accepted message's record
+    /// is never replaced.
     pub async fn hl7_record(&self, m: &Received) -> Result<()> {
         let mut tx = self.begin().await?;
         tx.hl7_record(m).await?;

@@ -199,9 +199,8 @@ impl Tx {
         Ok(row.map(|(rkey, version, last_updated, deleted)| Current { rkey, version, last_updated, deleted }))
     }
 
-    /// Records an HL7 v2 message inside this transaction: it is recorded exactly when its
-    /// writes are.
-    /// `false` when the message was accepted already (its record stays as it was).
+    /// Records an HL7 v2 message inside this transaction, so it is recorded exactly when its
+    /// writes are; `false` when it was accepted already (that record stays as it was).
     pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<bool> {
         let row: Option<(String,)> = on_tx!(self, tx => {
             sqlx::query_as(super::hl7::RECORD)
