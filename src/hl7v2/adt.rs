@@ -171,7 +171,12 @@ pub struct Retired {
 
 /// PID-3's first identifier, as a search token.
 pub fn patient_token(m: &V2<'_>) -> Option<String> {
-    m.field("PID", 3).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| super::datatypes::token(&id))
+    first_token(m, "PID", 3)
+}
+
+/// The first CX of a field, as a search token.
+fn first_token(m: &V2<'_>, segment: &str, n: usize) -> Option<String> {
+    m.field(segment, n).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| super::datatypes::token(&id))
 }
 
 /// What an ADT update keeps of the stored Patient: a merge's `link`s and `active = false`
@@ -196,7 +201,7 @@ pub fn ensure_patient(w: &mut Writes, patient: Value) -> String {
 
 /// MRG-1's first identifier, as a search token.
 pub fn merged_token(m: &V2<'_>) -> Option<String> {
-    m.field("MRG", 1).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| super::datatypes::token(&id))
+    first_token(m, "MRG", 1)
 }
 
 /// ADT^A40: the surviving Patient (PID) gets a `replaces` link, the retired one (MRG-1, as

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::ack::Problem;
-use super::datatypes::{Writes, datetime, identifier, token};
+use super::datatypes::{Writes, datetime, identifier};
 use super::message::V2;
 
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -51,7 +51,7 @@ pub fn encounter(m: &V2<'_>, event: &str, patient: &str, w: &mut Writes) -> Resu
         // No visit number: the patient and admit time name the visit.
         (None, Some(s)) => json!({
             "system": "urn:hearth:hl7v2:visit",
-            "value": format!("{:016x}", crate::engine::stable_hash(&[&patient_key(m), s])),
+            "value": format!("{:016x}", crate::engine::stable_hash(&[&super::adt::patient_token(m).unwrap_or_default(), s])),
         }),
         (None, None) => return Ok(None),
     };
@@ -99,9 +99,4 @@ pub fn encounter(m: &V2<'_>, event: &str, patient: &str, w: &mut Writes) -> Resu
         e["participant"] = json!(participants);
     }
     Ok(Some(e))
-}
-
-/// The message's patient, as its first PID-3 identifier.
-fn patient_key(m: &V2<'_>) -> String {
-    m.field("PID", 3).and_then(|f| identifier(m, f, 0, 4, 5)).map(|id| token(&id)).unwrap_or_default()
 }

@@ -15,24 +15,10 @@ const MVX: &str = "http://hl7.org/fhir/sid/mvx";
 /// Who did what for a dose (HL7 table 0443).
 const FUNCTION: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
 
-/// `YYYYMMDD…` → `YYYY-MM-DD` (the date of administration; times are dropped, as their zone is
-/// often missing).
+/// `YYYYMMDD…` → `YYYY-MM-DD`, a whole day only (the date of administration; times are
+/// dropped, as their zone is often missing).
 fn day(ts: &str) -> Option<String> {
-    let d: String = ts.chars().take_while(char::is_ascii_digit).collect();
-    let ok = d.len() >= 8
-        && d.get(4..6).and_then(|x| x.parse::<u32>().ok()).is_some_and(|mo| (1..=12).contains(&mo))
-        && d.get(6..8).and_then(|x| x.parse::<u32>().ok()).is_some_and(|dd| (1..=31).contains(&dd));
-    ok.then(|| format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8]))
-}
-
-/// A stable id from the message's facts (FNV-1a), for RXAs without a filler order number.
-fn derived_id(parts: &[&str]) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in parts.join("|").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    super::datatypes::date(ts).filter(|d| d.len() == 10)
 }
 
 /// One RXA with the ORC before it and the RXRs after it.
@@ -102,7 +88,7 @@ fn immunization(
         }
         None => {
             let code = m.at(d.rxa, 5, 1);
-            json!({"system": "urn:hearth:hl7v2:dose", "value": derived_id(&[patient_key, &code, &date, &lot])})
+            json!({"system": "urn:hearth:hl7v2:dose", "value": format!("{:016x}", crate::engine::stable_hash(&[patient_key, &code, &date, &lot]))})
         }
     };
     imm["identifier"] = json!([identifier]);

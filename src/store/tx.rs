@@ -67,8 +67,14 @@ pub(super) const MAX_BINDS: usize = 256;
 /// PostgreSQL's limit on bind parameters in one statement is 65535.
 const PG_MAX_BINDS: usize = 30_000;
 
-/// Multi-row INSERTs in chunks, each with placeholders numbered from `$1`.
+/// Multi-row INSERTs of index rows (`rkey, pid` and the table's `columns`).
 pub(super) fn insert_statements(table: &str, columns: &str, rows: &[Vec<Bind>]) -> Vec<(String, Vec<Bind>)> {
+    insert_rows(table, &format!("rkey, pid, {columns}"), rows)
+}
+
+/// Multi-row INSERTs in chunks of at most `MAX_BINDS` values, each with placeholders numbered
+/// from `$1`.
+fn insert_rows(table: &str, columns: &str, rows: &[Vec<Bind>]) -> Vec<(String, Vec<Bind>)> {
     let Some(width) = rows.first().map(Vec::len) else { return Vec::new() };
     rows.chunks((MAX_BINDS / width).max(1))
         .map(|chunk| {
@@ -78,13 +84,12 @@ pub(super) fn insert_statements(table: &str, columns: &str, rows: &[Vec<Bind>]) 
                     format!("({})", cells.join(", "))
                 })
                 .collect();
-            let sql = format!("INSERT INTO {table} (rkey, pid, {columns}) VALUES {}", values.join(", "));
+            let sql = format!("INSERT INTO {table} ({columns}) VALUES {}", values.join(", "));
             (sql, chunk.iter().flatten().cloned().collect())
         })
         .collect()
 }
 
-/// Shifts every `$N` placeholder of `sql` by `offset`.
 /// Shifts every `$N` placeholder by `offset`, to splice one statement's binds after another's.
 pub fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
@@ -115,7 +120,7 @@ pub struct Savepoint {
 
 impl Tx {
     pub async fn commit(mut self) -> Result<()> {
-        self.flush_index().await?;
+        self.flush_pending().await?;
         match self.conn {
             Conn::Sqlite(tx) => tx.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,
@@ -134,7 +139,7 @@ impl Tx {
     /// Marks a point this transaction can roll back to without losing what came before (one
     /// HL7 message of a group commit that fails).
     pub async fn savepoint(&mut self) -> Result<Savepoint> {
-        self.flush_index().await?;
+        self.flush_pending().await?;
         on_tx!(self, tx => { sqlx::query("SAVEPOINT hearth_part").execute(&mut **tx).await?; });
         Ok(Savepoint {
             written: self.written.len(),
@@ -345,28 +350,13 @@ impl Tx {
     }
 
     /// Inserts the pending history and index rows.
-    async fn flush_index(&mut self) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        let mut statements: Vec<(String, Vec<Bind>)> = Vec::new();
-        for chunk in std::mem::take(&mut self.pending_history).chunks(MAX_BINDS / 7) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let cells: Vec<String> = (1..=7).map(|c| format!("${}", i * 7 + c)).collect();
-                    format!("({})", cells.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) VALUES {}",
-                values.join(", ")
-            );
-            statements.push((sql, chunk.iter().flatten().cloned().collect()));
+    async fn flush_pending(&mut self) -> Result<()> {
+        let history = std::mem::take(&mut self.pending_history);
+        let mut statements =
+            insert_rows("resource_history", "rkey, rtype, id, version, last_updated, method, body", &history);
+        for (table, columns, rows) in std::mem::take(&mut self.pending) {
+            statements.extend(insert_statements(table, columns, &rows));
         }
-        statements.extend(
-            pending
-                .iter()
-                .filter(|(_, _, rows)| !rows.is_empty())
-                .flat_map(|(table, columns, rows)| insert_statements(table, columns, rows)),
-        );
         self.execute_all(statements).await
     }
 
@@ -400,7 +390,7 @@ impl Tx {
     /// Ids of the live resources of `rtype` matching `filter`, at most `limit` of them: what a
     /// conditional interaction needs to decide between its 0/1/many outcomes.
     pub async fn matching(&mut self, rtype: &str, filter: &Filter, limit: i64) -> Result<Vec<(i64, String)>> {
-        self.flush_index().await?;
+        self.flush_pending().await?;
         let n = filter.binds.len();
         let sql = format!(
             "SELECT r.rkey, r.id FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted \
