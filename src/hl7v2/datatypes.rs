@@ -135,16 +135,13 @@ pub fn code_system(name: &str) -> Option<&'static str> {
         "ISO639" => Some("urn:ietf:bcp:47"),
         "NCIT" => Some("http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"),
         "CDCPHINVS" => Some("urn:oid:2.16.840.1.114222.4.5.274"),
-        t if t.starts_with("HL7") && t.len() == 7 && t[3..].chars().all(|c| c.is_ascii_digit()) => {
-            Some(v2_table(&t[3..]))
-        }
-        _ => None,
+        t => t.strip_prefix("HL7").and_then(v2_table),
     }
 }
 
 /// `http://terminology.hl7.org/CodeSystem/v2-NNNN` for the tables terminology.hl7.org has.
-fn v2_table(n: &str) -> &'static str {
-    match n {
+fn v2_table(n: &str) -> Option<&'static str> {
+    Some(match n {
         "0002" => "http://terminology.hl7.org/CodeSystem/v2-0002",
         "0063" => "http://terminology.hl7.org/CodeSystem/v2-0063",
         "0064" => "http://terminology.hl7.org/CodeSystem/v2-0064",
@@ -154,8 +151,8 @@ fn v2_table(n: &str) -> &'static str {
         "0163" => "http://terminology.hl7.org/CodeSystem/v2-0163",
         "0203" => "http://terminology.hl7.org/CodeSystem/v2-0203",
         "0322" => "http://terminology.hl7.org/CodeSystem/v2-0322",
-        _ => "urn:hearth:hl7v2:table",
-    }
+        _ => return None,
+    })
 }
 
 /// A `CE`/`CWE` (both triplets) of field `n`, repetition `rep`, as a CodeableConcept.
@@ -173,7 +170,7 @@ pub fn concept_at(m: &V2<'_>, f: &Field<'_>, rep: usize) -> Option<Value> {
         }
         let sys = m.component(f, rep, first + 2);
         match code_system(&sys) {
-            Some("urn:hearth:hl7v2:table") | None if !sys.is_empty() => {
+            None if !sys.is_empty() => {
                 c["system"] = json!(format!("urn:hearth:hl7v2:{}", sys.replace(' ', "-")))
             }
             Some(s) => c["system"] = json!(s),

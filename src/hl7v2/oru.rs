@@ -40,7 +40,7 @@ fn quantity(m: &V2<'_>, obx: &Segment<'_>, value: f64) -> Value {
     if !unit.is_empty() {
         let display = m.at(obx, 6, 2);
         q["unit"] = json!(if display.is_empty() { &unit } else { &display });
-        if let Some(sys) = code_system(&m.at(obx, 6, 3)).filter(|s| !s.starts_with("urn:hearth:")) {
+        if let Some(sys) = code_system(&m.at(obx, 6, 3)) {
             q["system"] = json!(sys);
             q["code"] = json!(unit);
         }
