@@ -261,12 +261,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = args.serve.config()?;
     let state =
         hearth::server::state(&config).await.with_context(|| format!("opening {}", config.database))?;
-    let inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take().context("the HL7 writer")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let writer = {
-        let state = state.clone();
-        tokio::spawn(async move { hearth::hl7v2::ingest::run(&state.engine, inbox, stopped).await })
-    };
+    let writer = hearth::server::start_hl7_writer(&state, stopped).context("the HL7 writer")?;
     let replayed =
         hearth::hl7v2::process::replay(&state.engine, &state.hl7, &args.id, args.sender.as_deref()).await;
     let _ = stop.send(true);

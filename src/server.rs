@@ -104,6 +104,16 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
 /// database, so nothing is left half-written.
+/// Starts the HL7 writer task (once per state), which commits until `stop` turns true.
+pub fn start_hl7_writer(
+    state: &Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    let state = state.clone();
+    Some(tokio::spawn(async move { crate::hl7v2::ingest::run(&state.engine, inbox, stop).await }))
+}
+
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
@@ -127,11 +137,7 @@ pub async fn serve(
         tokio::spawn(api::authn::watch_revocations(state.clone(), stopped.clone()));
     }
     // The HL7 writer, like the audit writer, stops after the last request and message.
-    let hl7_inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let hl7_writer = hl7_inbox.map(|inbox| {
-        let state = state.clone();
-        tokio::spawn(async move { crate::hl7v2::ingest::run(&state.engine, inbox, hl7_stopped).await })
-    });
+    let hl7_writer = start_hl7_writer(&state, hl7_stopped);
     let mllp = state.mllp.lock().unwrap_or_else(|e| e.into_inner()).take();
     let mllp_task = mllp.map(|(listener, settings)| {
         let holder: Arc<dyn crate::hl7v2::AsEngine> = state.clone();
