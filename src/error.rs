@@ -131,6 +131,9 @@ pub enum Error {
     MethodNotAllowed(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// The server cannot take this now (it is stopping): send it again later (503).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Store(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -212,6 +215,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
             Error::NotImplemented(_) => 501,
+            Error::Unavailable(_) => 503,
             Error::Store(_) | Error::Migrate(_) | Error::Internal(_) | Error::JobFailed(_) => 500,
         }
     }
@@ -234,7 +238,7 @@ impl Error {
                 // Database messages can name tables and values: they go to the log, not the client.
                 return vec![Issue::new(IssueCode::Exception, "internal database error")];
             }
-            Error::Internal(_) => IssueCode::Exception,
+            Error::Internal(_) | Error::Unavailable(_) => IssueCode::Exception,
         };
         vec![Issue::new(code, self.to_string())]
     }

@@ -1,7 +1,8 @@
 //! `POST /hl7v2`: one HL7 v2 message over HTTP (HL7 over HTTP), processed exactly as one from
 //! the MLLP listener, with the ACK as the body. The HTTP status is 200 whatever the ACK says
-//! (MSA-1 carries the outcome), as HL7 over HTTP has it; a body that is not a v2 message, or
-//! a caller without the rights, gets the FHIR API's OperationOutcome instead.
+//! (MSA-1 carries the outcome, and bytes that are no HL7 get an AR), as HL7 over HTTP has it.
+//! A caller without the rights, another media type, a body over the limit, or a server that is
+//! stopping (503) get the FHIR API's OperationOutcome instead.
 
 use std::sync::Arc;
 
@@ -46,8 +47,7 @@ pub async fn post(State(state): State<Arc<AppState>>, ctx: Ctx, body: Body) -> R
         }
         let bytes = read_body(body, state.hl7.max_bytes, &ctx.headers).await?;
         let Some(answer) = crate::hl7v2::process::process(&state.engine, &state.hl7, &bytes).await else {
-            return Ok((StatusCode::SERVICE_UNAVAILABLE, "the server is stopping; send the message again")
-                .into_response());
+            return Err(Error::Unavailable("the server is stopping; send the message again".into()));
         };
         let mut resp = (StatusCode::OK, answer).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ER7));
