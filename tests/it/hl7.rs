@@ -159,18 +159,6 @@ async fn listener(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mllp_listener_sqlite() {
-    listener(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mllp_listener_postgres() {
-    if crate::support::postgres_available() {
-        listener(Backend::Postgres).await;
-    }
-}
-
 /// The answer each sample in `examples/hl7v2/` gets when they are sent in name order (the
 /// README says what each is); the others are accepted.
 const REFUSED: &[(&str, &str)] = &[
@@ -202,18 +190,6 @@ async fn samples(backend: Backend) {
     let all = json(srv.get("Patient?_summary=count").await).await;
     assert!(all["total"].as_i64().unwrap() >= 10, "{all}");
     srv.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sample_messages_sqlite() {
-    samples(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sample_messages_postgres() {
-    if crate::support::postgres_available() {
-        samples(Backend::Postgres).await;
-    }
 }
 
 fn vxu(control: &str, action: &str, lot: &str) -> String {
@@ -289,18 +265,6 @@ async fn immunizations(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vxu_immunizations_sqlite() {
-    immunizations(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vxu_immunizations_postgres() {
-    if crate::support::postgres_available() {
-        immunizations(Backend::Postgres).await;
-    }
-}
-
 /// Many senders at once: their messages are committed in groups. Every message gets its own
 /// answer, a failing one stores nothing and does not disturb the others, and a resource that
 /// several messages of a group write (the manufacturer) is stored and indexed once.
@@ -373,18 +337,6 @@ async fn concurrent(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_senders_sqlite() {
-    concurrent(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_senders_postgres() {
-    if crate::support::postgres_available() {
-        concurrent(Backend::Postgres).await;
-    }
-}
-
 /// Within one group commit, a resource created by one part and updated by the next keeps only
 /// the index rows of its last version.
 async fn group_rewrites(backend: Backend) {
@@ -423,23 +375,10 @@ async fn group_rewrites(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_rewrites_sqlite() {
-    group_rewrites(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_rewrites_postgres() {
-    if crate::support::postgres_available() {
-        group_rewrites(Backend::Postgres).await;
-    }
-}
-
 /// Back-pressure at the door: beyond `mllp_max_connections`, a sender waits to be served until
 /// a connection closes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_limit() {
-    let srv = Srv::start_with(Backend::Sqlite, |c| {
+async fn connection_limit(backend: Backend) {
+    let srv = Srv::start_with(backend, |c| {
         c.mllp = Some("127.0.0.1:0".into());
         c.mllp_max_connections = 1;
     })
@@ -491,22 +430,9 @@ async fn duplicates(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_sqlite() {
-    duplicates(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_postgres() {
-    if crate::support::postgres_available() {
-        duplicates(Backend::Postgres).await;
-    }
-}
-
 /// Refusals of what cannot be filed safely, and the ACK's header.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_and_ack_header() {
-    let srv = start(Backend::Sqlite).await;
+async fn refusals_and_ack_header(backend: Backend) {
+    let srv = start(backend).await;
     let mut conn = connect(&srv).await;
     // Two patients in one ORU: refused whole, not filed under the first.
     let oru = "MSH|^~\\&|LAB|NORTH|HEARTH|CLINIC|20250102||ORU^R01|o2|P|2.5.1\r\
@@ -528,3 +454,14 @@ async fn refusals_and_ack_header() {
     assert_eq!(field(&ack, "MSH", 11), "T");
     srv.stop().await;
 }
+
+crate::on_backends!(
+    listener,
+    samples,
+    immunizations,
+    concurrent,
+    group_rewrites,
+    duplicates,
+    connection_limit,
+    refusals_and_ack_header,
+);

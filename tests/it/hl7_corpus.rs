@@ -208,22 +208,9 @@ async fn corpus(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corpus_sqlite() {
-    corpus(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corpus_postgres() {
-    if crate::support::postgres_available() {
-        corpus(Backend::Postgres).await;
-    }
-}
-
 /// `[hl7_authorities]`: an assigning authority becomes the configured system.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configured_authorities() {
-    let srv = Srv::start_with(Backend::Sqlite, |c| {
+async fn configured_authorities(backend: Backend) {
+    let srv = Srv::start_with(backend, |c| {
         c.mllp = Some("127.0.0.1:0".into());
         c.hl7_authorities.insert("GH".into(), "http://goodhealth.example.org/mrn".into());
     })
@@ -237,8 +224,7 @@ async fn configured_authorities() {
 
 /// A third-party sender: the Python `hl7` package's `MLLPClient` sends corpus files (one of
 /// them Latin-1) on its own connection; required when HEARTH_REQUIRE_CLIENTS=1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_hl7_sender() {
+async fn python_hl7_sender(backend: Backend) {
     let has_client = std::process::Command::new("python3")
         .args(["-c", "import hl7.client"])
         .status()
@@ -251,7 +237,7 @@ async fn python_hl7_sender() {
         eprintln!("python hl7 not installed: skipping the third-party sender test");
         return;
     }
-    let srv = start(Backend::Sqlite).await;
+    let srv = start(backend).await;
     let addr = srv.state.mllp_addr.expect("MLLP is on");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hl7v2");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hl7_send.py");
@@ -332,29 +318,16 @@ async fn http_endpoint(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_endpoint_sqlite() {
-    http_endpoint(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_endpoint_postgres() {
-    if crate::support::postgres_available() {
-        http_endpoint(Backend::Postgres).await;
-    }
-}
-
 /// MLLP over TLS: a client trusting the server's certificate gets its ACK; a plain-TCP sender
 /// on the TLS port is dropped without disturbing the listener.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mllp_over_tls() {
+async fn mllp_over_tls(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, key.cert.pem()).unwrap();
     std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
-    let srv = Srv::start_with(Backend::Sqlite, |c| {
+    let srv = Srv::start_with(backend, |c| {
         c.mllp = Some("127.0.0.1:0".into());
         c.mllp_tls_cert = Some(cert_path.to_string_lossy().into());
         c.mllp_tls_key = Some(key_path.to_string_lossy().into());
@@ -426,14 +399,4 @@ async fn replay(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_sqlite() {
-    replay(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_postgres() {
-    if crate::support::postgres_available() {
-        replay(Backend::Postgres).await;
-    }
-}
+crate::on_backends!(corpus, http_endpoint, replay, configured_authorities, python_hl7_sender, mllp_over_tls,);

@@ -180,6 +180,26 @@ pub async fn outcome(resp: Response, status: u16) -> Value {
     body
 }
 
+/// Declares tests that run `async fn name(backend: Backend)` once on SQLite and once on
+/// PostgreSQL (when its binaries are there), as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::support::postgres_available() {
+                    super::$name($crate::support::Backend::Postgres).await;
+                }
+            }
+        }
+    )*};
+}
+
 /// Declares a test that runs once on SQLite and once on PostgreSQL.
 #[macro_export]
 macro_rules! both {
