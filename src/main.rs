@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use hearth::config::{AuthMode, Config};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod auth_cli;
 
 #[derive(Parser)]

@@ -91,8 +91,8 @@ async fn send(
 
 pub async fn run(opts: &Hl7Options) -> Result<()> {
     println!(
-        "{:<10} {:<14} {:>10} {:>8} {:>8} {:>12} {:>7}   baseline",
-        "backend", "series", "msg/s", "p50 ms", "p99 ms", "echo msg/s", "ratio"
+        "{:<10} {:<14} {:>10} {:>8} {:>8} {:>10} {:>12} {:>7}   baseline",
+        "backend", "series", "msg/s", "p50 ms", "p99 ms", "cpu ms/msg", "echo msg/s", "ratio"
     );
     let echo = echo_server().await?;
     for db in &opts.databases {
@@ -112,12 +112,13 @@ pub async fn run(opts: &Hl7Options) -> Result<()> {
             let base = send(echo, connections, opts.duration, Arc::new(AtomicUsize::new(0))).await?;
             let s = send(addr, connections, opts.duration, counter.clone()).await?;
             println!(
-                "{:<10} {:<14} {:>10.0} {:>8.2} {:>8.2} {:>12.0} {:>6.0}%   MLLP echo (frame in, fixed ACK out)",
+                "{:<10} {:<14} {:>10.0} {:>8.2} {:>8.2} {:>10} {:>12.0} {:>6.0}%   MLLP echo (frame in, fixed ACK out)",
                 name,
                 format!("vxu x{connections}"),
                 s.rate(),
                 s.p50.as_secs_f64() * 1e3,
                 s.p99.as_secs_f64() * 1e3,
+                s.cpu_ms_per_op().map_or("-".into(), |c| format!("{c:.2}")),
                 base.rate(),
                 100.0 * s.rate() / base.rate()
             );

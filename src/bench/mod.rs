@@ -38,12 +38,32 @@ pub struct Series {
     pub elapsed: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// CPU time the whole process (server and load generator) spent during the series, when
+    /// the platform tells (Linux).
+    pub cpu: Option<Duration>,
 }
 
 impl Series {
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Process CPU milliseconds per operation: with the rate, tells a series bound by CPU
+    /// (cores × 1000 / rate) from one bound by waiting.
+    pub fn cpu_ms_per_op(&self) -> Option<f64> {
+        self.cpu.filter(|_| self.ops > 0).map(|c| c.as_secs_f64() * 1e3 / self.ops as f64)
+    }
+}
+
+/// User plus system CPU time of this process so far (Linux: /proc/self/stat, in clock ticks of
+/// 1/100 s).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn sample_patient(i: usize) -> Value {
@@ -66,6 +86,7 @@ where
     Fut: Future<Output = Result<()>> + Send,
 {
     let op = Arc::new(op);
+    let cpu_start = process_cpu();
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -88,13 +109,14 @@ where
         all.extend(t.await.map_err(|e| Error::Internal(e.to_string()))??);
     }
     let elapsed = start.elapsed();
+    let cpu = process_cpu().zip(cpu_start).map(|(end, start)| end.saturating_sub(start));
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
     };
-    Ok(Series { ops: all.len(), elapsed, p50: pct(0.5), p99: pct(0.99) })
+    Ok(Series { ops: all.len(), elapsed, p50: pct(0.5), p99: pct(0.99), cpu })
 }
 
 fn check(status: reqwest::StatusCode, expected: u16, what: &str) -> Result<()> {

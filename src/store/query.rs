@@ -78,12 +78,12 @@ impl Store {
             binds.push(Bind::Int(before));
             conds.push(format!("h.hkey < ${}", binds.len()));
         }
-        binds.push(Bind::Int(q.count));
+        // A literal limit, not a parameter (see `Store::search`).
         let sql = format!(
             "SELECT h.hkey, h.rtype, h.id, h.version, h.last_updated, h.method = 'DELETE', h.method, h.body \
-             FROM resource_history h WHERE {} ORDER BY h.hkey DESC LIMIT ${}",
+             FROM resource_history h WHERE {} ORDER BY h.hkey DESC LIMIT {}",
             conds.join(" AND "),
-            binds.len()
+            q.count
         );
         type Row = (i64, String, String, i64, i64, bool, String, Vec<u8>);
         let rows: Vec<Row> = on_backend!(self, pool =>

@@ -392,15 +392,15 @@ impl Tx {
     pub async fn matching(&mut self, rtype: &str, filter: &Filter, limit: i64) -> Result<Vec<(i64, String)>> {
         self.flush_pending().await?;
         let n = filter.binds.len();
+        // A literal limit, not a parameter (see `Store::search`).
         let sql = format!(
             "SELECT r.rkey, r.id FROM resource r WHERE ({}) AND r.rtype = ${} AND NOT r.deleted \
-             ORDER BY r.rkey LIMIT ${}",
+             ORDER BY r.rkey LIMIT {limit}",
             filter.sql,
             n + 1,
-            n + 2
         );
         let rows: Vec<(i64, String)> = on_tx!(self, tx => bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
-            .bind(rtype).bind(limit).fetch_all(&mut **tx).await?);
+            .bind(rtype).fetch_all(&mut **tx).await?);
         Ok(rows)
     }
 }
