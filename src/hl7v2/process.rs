@@ -22,8 +22,9 @@ const SUPPORTED: &str = "ADT^A01/A03/A04/A05/A08/A28/A31/A40, VXU^V04 and ORU^R0
 /// Processes one message's bytes and returns the ACK's text; `None` when the server is
 /// stopping and the message was not taken (no ACK: the sender will send it again).
 pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> Option<String> {
+    let way = ingest.on_its_way();
     match decode(bytes) {
-        Ok(t) => handle(engine, ingest, &t, false).await,
+        Ok(t) => handle(engine, ingest, &t, false, way).await,
         Err(p) => Some(ack(None, AckCode::AR, &[p])),
     }
 }
@@ -41,7 +42,7 @@ pub async fn replay(
     let mut out = Vec::new();
     for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
         // `raw` is the decoded text: it is not decoded again.
-        let answer = handle(engine, ingest, &raw, true).await;
+        let answer = handle(engine, ingest, &raw, true, ingest.on_its_way()).await;
         out.push((from, status, answer.unwrap_or_else(|| "not processed: the server is stopping".into())));
     }
     Ok(out)
@@ -49,7 +50,13 @@ pub async fn replay(
 
 /// One decoded message → its ACK (`None`: the server is stopping). `again`: a replay, which
 /// does not answer from the record of an earlier acceptance before trying.
-async fn handle(engine: &Engine, ingest: &super::Ingest, text: &str, again: bool) -> Option<String> {
+async fn handle(
+    engine: &Engine,
+    ingest: &super::Ingest,
+    text: &str,
+    again: bool,
+    way: super::ingest::OnItsWay,
+) -> Option<String> {
     let text = text.trim_start_matches('\u{feff}');
     let mut m = match V2::parse(text) {
         Ok(m) => m,
@@ -94,7 +101,7 @@ async fn handle(engine: &Engine, ingest: &super::Ingest, text: &str, again: bool
     // The AA is recorded in the transaction that stores the message's resources.
     let accepted = ack(Some(&m), AckCode::AA, &[]);
     let record = received(AckCode::AA, &accepted);
-    match ingest.commit(crate::engine::Part { requests, record }).await {
+    match ingest.commit(crate::engine::Part { requests, record }, way).await {
         Commit::Stored => Some(accepted),
         Commit::AlreadyAccepted => Some(match engine.store.hl7_ack(&sender, &control_id).await {
             Ok(Some(first)) => first,

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::tx::{Conn, MAX_BINDS, bind_all, insert_statements};
+use super::direct::Param;
+use super::tx::{Conn, MAX_BINDS, bind_all, insert_statements, params};
 use super::{Bind, Current, IndexRows, Store, Tx};
 use crate::error::{Error, Result};
 
@@ -60,11 +61,16 @@ impl Tx {
                 binds.extend(chunk.iter().map(|id| Bind::Text(id.to_string())));
                 type Row = (i64, i64, i64, bool, String, Vec<u8>);
                 let rows: Vec<Row> = match &mut self.conn {
-                    Conn::Sqlite(tx) => {
-                        bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter())
-                            .fetch_all(&mut **tx)
-                            .await?
-                    }
+                    Conn::Sqlite(s) => s
+                        .query(&sql, &params(&binds))?
+                        .into_iter()
+                        .map(|r| {
+                            let [k, v, l, d, id, body]: [_; 6] = r
+                                .try_into()
+                                .map_err(|_| Error::Internal("current_many: short row".into()))?;
+                            Ok((k.int()?, v.int()?, l.int()?, d.int()? != 0, id.text()?, body.blob()?))
+                        })
+                        .collect::<Result<_>>()?,
                     Conn::Postgres(tx) => {
                         bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter())
                             .fetch_all(&mut **tx)
@@ -205,7 +211,29 @@ impl Tx {
             }};
         }
         Ok(match &mut self.conn {
-            Conn::Sqlite(tx) => run!(tx),
+            Conn::Sqlite(s) => {
+                let binds: Vec<Param<'_>> = cells
+                    .iter()
+                    .map(|c| match *c {
+                        Cell::Text(t) => Param::Text(t),
+                        Cell::Int(i) => Param::Int(i),
+                        Cell::Bytes(b) => Param::Blob(b),
+                    })
+                    .collect();
+                if returning {
+                    s.query(sql, &binds)?
+                        .into_iter()
+                        .map(|r| {
+                            let [k, t, id]: [_; 3] =
+                                r.try_into().map_err(|_| Error::Internal("insert: short row".into()))?;
+                            Ok((k.int()?, t.text()?, id.text()?))
+                        })
+                        .collect::<Result<_>>()?
+                } else {
+                    s.execute(sql, &binds)?;
+                    Vec::new()
+                }
+            }
             Conn::Postgres(tx) => run!(tx),
         })
     }
@@ -243,10 +271,8 @@ impl Tx {
         }
         for (sql, binds) in statements {
             match &mut self.conn {
-                Conn::Sqlite(tx) => {
-                    bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())
-                        .execute(&mut **tx)
-                        .await?;
+                Conn::Sqlite(s) => {
+                    s.execute(&sql, &params(&binds))?;
                 }
                 Conn::Postgres(tx) => {
                     bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())

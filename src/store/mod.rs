@@ -9,6 +9,7 @@ mod auth;
 mod bulk;
 mod cache;
 mod connect;
+mod direct;
 pub mod hl7;
 mod many;
 mod oauth;
@@ -345,7 +346,7 @@ impl Store {
     /// Begins the one write transaction of an interaction.
     pub async fn begin(&self) -> Result<Tx> {
         let conn = match &self.backend {
-            Backend::Sqlite { writer, .. } => Conn::Sqlite(writer.begin().await?),
+            Backend::Sqlite { writer, .. } => Conn::Sqlite(direct::Session::begin(writer).await?),
             Backend::Postgres(pool) => Conn::Postgres(pool.begin().await?),
         };
         Ok(Tx {

@@ -1,15 +1,17 @@
 //! The write transaction: everything one interaction changes commits or rolls back together.
 
-use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use std::sync::Arc;
 
 use super::cache::Cache;
+use super::direct::{Param, Session};
 use super::{Bind, Current, Filter, IndexRows, Store, Version};
 use crate::error::{Error, Result};
 
 pub enum Conn {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// Direct calls on the writer connection (`direct.rs`): no hand-off per statement.
+    Sqlite(Session),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -30,13 +32,9 @@ pub struct Tx {
     pub(super) pending_history: Vec<Vec<Bind>>,
 }
 
-macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match &mut $tx.conn {
-            Conn::Sqlite($c) => $body,
-            Conn::Postgres($c) => $body,
-        }
-    };
+/// The values of `binds`, borrowed for a direct SQLite call.
+pub(super) fn params(binds: &[Bind]) -> Vec<Param<'_>> {
+    binds.iter().map(Param::from).collect()
 }
 
 macro_rules! bind_all {
@@ -122,7 +120,7 @@ impl Tx {
     pub async fn commit(mut self) -> Result<()> {
         self.flush_pending().await?;
         match self.conn {
-            Conn::Sqlite(tx) => tx.commit().await?,
+            Conn::Sqlite(s) => s.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,
         }
         if let Some(cache) = &self.cache {
@@ -140,7 +138,7 @@ impl Tx {
     /// HL7 message of a group commit that fails).
     pub async fn savepoint(&mut self) -> Result<Savepoint> {
         self.flush_pending().await?;
-        on_tx!(self, tx => { sqlx::query("SAVEPOINT hearth_part").execute(&mut **tx).await?; });
+        self.exec("SAVEPOINT hearth_part").await?;
         Ok(Savepoint {
             written: self.written.len(),
             inserted: self.inserted.clone(),
@@ -150,23 +148,31 @@ impl Tx {
 
     /// Keeps what was written since the savepoint.
     pub async fn release(&mut self, _: Savepoint) -> Result<()> {
-        on_tx!(self, tx => { sqlx::query("RELEASE SAVEPOINT hearth_part").execute(&mut **tx).await?; });
-        Ok(())
+        self.exec("RELEASE SAVEPOINT hearth_part").await
     }
 
     /// Undoes what was written since the savepoint, in the database and in what the commit will
     /// publish to the read cache.
     pub async fn rollback_to(&mut self, sp: Savepoint) -> Result<()> {
-        on_tx!(self, tx => {
-            sqlx::query("ROLLBACK TO SAVEPOINT hearth_part").execute(&mut **tx).await?;
-            sqlx::query("RELEASE SAVEPOINT hearth_part").execute(&mut **tx).await?;
-        });
+        self.exec("ROLLBACK TO SAVEPOINT hearth_part").await?;
+        self.exec("RELEASE SAVEPOINT hearth_part").await?;
         self.written.truncate(sp.written);
         self.inserted = sp.inserted;
         self.forget.truncate(sp.forget);
         // Everything pending was written after the savepoint (it flushed what came before).
         self.pending.clear();
         self.pending_history.clear();
+        Ok(())
+    }
+
+    /// Runs SQL without parameters or results.
+    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+        match &mut self.conn {
+            Conn::Sqlite(s) => s.exec(sql)?,
+            Conn::Postgres(tx) => {
+                sqlx::query(sql).execute(&mut **tx).await?;
+            }
+        }
         Ok(())
     }
 
@@ -181,52 +187,77 @@ impl Tx {
 
     /// The current row, locked against concurrent writers until commit.
     pub async fn current(&mut self, rtype: &str, id: &str) -> Result<Option<Current>> {
-        let row: Option<CurrentRow> =
-            match &mut self.conn {
-                Conn::Sqlite(tx) => sqlx::query_as(
-                    "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2",
+        let row: Option<CurrentRow> = match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let sql =
+                    "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2";
+                match s.query(sql, &[Param::Text(rtype), Param::Text(id)])?.into_iter().next() {
+                    Some(row) => Some((row[0].int()?, row[1].int()?, row[2].int()?, row[3].int()? != 0)),
+                    None => None,
+                }
+            }
+            Conn::Postgres(tx) => {
+                sqlx::query_as(
+                    "SELECT rkey, version, last_updated, deleted FROM resource \
+                     WHERE rtype = $1 AND id = $2 FOR UPDATE",
                 )
                 .bind(rtype)
                 .bind(id)
                 .fetch_optional(&mut **tx)
-                .await?,
-                Conn::Postgres(tx) => {
-                    sqlx::query_as(
-                        "SELECT rkey, version, last_updated, deleted FROM resource \
-                     WHERE rtype = $1 AND id = $2 FOR UPDATE",
-                    )
-                    .bind(rtype)
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                }
-            };
+                .await?
+            }
+        };
         Ok(row.map(|(rkey, version, last_updated, deleted)| Current { rkey, version, last_updated, deleted }))
     }
 
     /// Records an HL7 v2 message inside this transaction, so it is recorded exactly when its
     /// writes are; `false` when it was accepted already (that record stays as it was).
     pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<bool> {
-        let row: Option<(String,)> = on_tx!(self, tx => {
-            sqlx::query_as(super::hl7::RECORD)
-                .bind(&m.sender)
-                .bind(&m.control_id)
-                .bind(&m.message_type)
-                .bind(m.received)
-                .bind(m.status)
-                .bind(&m.ack)
-                .bind(&m.raw)
-                .fetch_optional(&mut **tx)
-                .await?
-        });
-        Ok(row.is_some())
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let binds = [
+                    Param::Text(&m.sender),
+                    Param::Text(&m.control_id),
+                    Param::Text(&m.message_type),
+                    Param::Int(m.received),
+                    Param::Text(m.status),
+                    Param::Text(&m.ack),
+                    Param::Text(&m.raw),
+                ];
+                Ok(!s.query(super::hl7::RECORD, &binds)?.is_empty())
+            }
+            Conn::Postgres(tx) => {
+                let row: Option<(String,)> = sqlx::query_as(super::hl7::RECORD)
+                    .bind(&m.sender)
+                    .bind(&m.control_id)
+                    .bind(&m.message_type)
+                    .bind(m.received)
+                    .bind(m.status)
+                    .bind(&m.ack)
+                    .bind(&m.raw)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(row.is_some())
+            }
+        }
     }
 
     /// The stored bytes of the current row (for PATCH, which edits what is there).
     pub async fn body(&mut self, rkey: i64) -> Result<Vec<u8>> {
         let sql = "SELECT body FROM resource WHERE rkey = $1";
-        let row: (Vec<u8>,) = on_tx!(self, tx => sqlx::query_as(sql).bind(rkey).fetch_one(&mut **tx).await?);
-        Ok(row.0)
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                match s.query(sql, &[Param::Int(rkey)])?.into_iter().next().and_then(|r| r.into_iter().next())
+                {
+                    Some(body) => body.blob(),
+                    None => Err(Error::Store(sqlx::Error::RowNotFound)),
+                }
+            }
+            Conn::Postgres(tx) => {
+                let row: (Vec<u8>,) = sqlx::query_as(sql).bind(rkey).fetch_one(&mut **tx).await?;
+                Ok(row.0)
+            }
+        }
     }
 
     /// Inserts a new current row; a concurrent insert of the same id fails with a unique
@@ -234,11 +265,28 @@ impl Tx {
     pub async fn insert(&mut self, rtype: &str, id: &str, last_updated: i64, body: &[u8]) -> Result<i64> {
         let sql = "INSERT INTO resource (rtype, id, version, last_updated, deleted, body) \
                    VALUES ($1, $2, 1, $3, FALSE, $4) RETURNING rkey";
-        let rkey: (i64,) = on_tx!(self, tx => sqlx::query_as(sql)
-            .bind(rtype).bind(id).bind(last_updated).bind(body)
-            .fetch_one(&mut **tx).await?);
-        self.inserted.push(rkey.0);
-        Ok(rkey.0)
+        let rkey = match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let binds =
+                    [Param::Text(rtype), Param::Text(id), Param::Int(last_updated), Param::Blob(body)];
+                match s.query(sql, &binds)?.first().and_then(|r| r.first()) {
+                    Some(k) => k.int()?,
+                    None => return Err(Error::Internal("INSERT … RETURNING gave no row".into())),
+                }
+            }
+            Conn::Postgres(tx) => {
+                let row: (i64,) = sqlx::query_as(sql)
+                    .bind(rtype)
+                    .bind(id)
+                    .bind(last_updated)
+                    .bind(body)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                row.0
+            }
+        };
+        self.inserted.push(rkey);
+        Ok(rkey)
     }
 
     pub async fn update(
@@ -251,11 +299,28 @@ impl Tx {
     ) -> Result<()> {
         let sql =
             "UPDATE resource SET version = $2, last_updated = $3, deleted = $4, body = $5 WHERE rkey = $1";
-        on_tx!(self, tx => {
-            sqlx::query(sql)
-                .bind(rkey).bind(version).bind(last_updated).bind(deleted).bind(body)
-                .execute(&mut **tx).await?;
-        });
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let binds = [
+                    Param::Int(rkey),
+                    Param::Int(version),
+                    Param::Int(last_updated),
+                    Param::Int(deleted.into()),
+                    Param::Blob(body),
+                ];
+                s.execute(sql, &binds)?;
+            }
+            Conn::Postgres(tx) => {
+                sqlx::query(sql)
+                    .bind(rkey)
+                    .bind(version)
+                    .bind(last_updated)
+                    .bind(deleted)
+                    .bind(body)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -380,9 +445,16 @@ impl Tx {
             return Ok(());
         }
         for (sql, binds) in statements {
-            on_tx!(self, tx => {
-                bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter()).execute(&mut **tx).await?;
-            });
+            match &mut self.conn {
+                Conn::Sqlite(s) => {
+                    s.execute(&sql, &params(&binds))?;
+                }
+                Conn::Postgres(tx) => {
+                    bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -399,9 +471,29 @@ impl Tx {
             filter.sql,
             n + 1,
         );
-        let rows: Vec<(i64, String)> = on_tx!(self, tx => bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
-            .bind(rtype).fetch_all(&mut **tx).await?);
-        Ok(rows)
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let mut binds = params(&filter.binds);
+                binds.push(Param::Text(rtype));
+                s.query(&sql, &binds)?
+                    .into_iter()
+                    .map(|row| {
+                        let mut row = row.into_iter();
+                        let rkey = row.next().map(|v| v.int()).transpose()?;
+                        let id = row.next().map(|v| v.text()).transpose()?;
+                        rkey.zip(id).ok_or_else(|| Error::Internal("matching: short row".into()))
+                    })
+                    .collect()
+            }
+            Conn::Postgres(tx) => {
+                let rows: Vec<(i64, String)> =
+                    bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
+                        .bind(rtype)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                Ok(rows)
+            }
+        }
     }
 }
 

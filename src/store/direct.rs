@@ -1,0 +1,444 @@
+//! SQLite write transactions by direct calls on the writer connection.
+//!
+//! sqlx runs every SQLite statement on the connection's own thread: each statement is a hand-off
+//! to that thread and a wake-up back, tens of microseconds on a busy 2-core machine, and a write
+//! transaction runs a dozen or more statements in a row. Here the transaction takes the
+//! connection's handle from that thread once ([`sqlx::sqlite::SqliteConnection::lock_handle`])
+//! and calls SQLite itself until it commits: no hand-off per statement, parameters bound by
+//! position without copying, prepared statements kept for the transaction. The COMMIT (which
+//! waits for the disk) runs on a blocking thread, not on the async runtime.
+//!
+//! This is the only `unsafe` code in Hearth. What it relies on:
+//! - the handle is used only while the lock is held, and the lock only while the pooled
+//!   connection it borrows is alive (the connection is boxed and freed after the lock);
+//! - every statement is finalized before the lock is released, and reset (with its bindings
+//!   cleared) after each run, so no statement outlives the values bound to it.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_int};
+use std::ptr::NonNull;
+
+use libsqlite3_sys as ffi;
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
+
+use super::Bind;
+use crate::error::{Error, Result};
+
+/// A value bound to a statement, borrowed from the caller.
+#[derive(Clone, Copy)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl<'a> From<&'a Bind> for Param<'a> {
+    fn from(b: &'a Bind) -> Param<'a> {
+        match b {
+            Bind::Text(s) => Param::Text(s),
+            Bind::OptText(s) => s.as_deref().map_or(Param::Null, Param::Text),
+            Bind::Int(i) => Param::Int(*i),
+            Bind::Real(f) => Param::Real(*f),
+            Bind::OptInt(i) => i.map_or(Param::Null, Param::Int),
+            Bind::OptReal(f) => f.map_or(Param::Null, Param::Real),
+            Bind::Bytes(b) => Param::Blob(b),
+        }
+    }
+}
+
+/// A column value read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    pub fn int(&self) -> Result<i64> {
+        match self {
+            Value::Int(i) => Ok(*i),
+            other => Err(Error::Internal(format!("expected an integer column, got {other:?}"))),
+        }
+    }
+
+    pub fn text(self) -> Result<String> {
+        match self {
+            Value::Text(s) => Ok(s),
+            other => Err(Error::Internal(format!("expected a text column, got {other:?}"))),
+        }
+    }
+
+    /// A BLOB column (text is taken as its bytes, as sqlx does).
+    pub fn blob(self) -> Result<Vec<u8>> {
+        match self {
+            Value::Blob(b) => Ok(b),
+            Value::Text(s) => Ok(s.into_bytes()),
+            other => Err(Error::Internal(format!("expected a blob column, got {other:?}"))),
+        }
+    }
+}
+
+/// An error SQLite returned, shaped as sqlx's so that callers (and `is_write_conflict`) see
+/// one kind of database error whichever path ran the statement.
+#[derive(Debug, thiserror::Error)]
+#[error("(code: {code}) {message}")]
+pub struct SqliteFailure {
+    code: c_int,
+    message: String,
+}
+
+impl DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// A prepared statement and, for each of its parameters in SQLite's order, which bound value
+/// (`$N` → N - 1) it takes.
+struct Statement {
+    raw: NonNull<ffi::sqlite3_stmt>,
+    params: Vec<usize>,
+}
+
+/// One write transaction on the writer connection, holding its handle until it ends.
+pub struct Session {
+    db: NonNull<ffi::sqlite3>,
+    statements: HashMap<String, Statement>,
+    /// Between BEGIN and COMMIT/ROLLBACK.
+    open: bool,
+    /// Keeps sqlx's connection thread off the handle. Borrows `*conn`; released before it.
+    lock: Option<LockedSqliteHandle<'static>>,
+    /// The pooled connection, freed (returned to the pool) in `Drop` after `lock`.
+    conn: NonNull<PoolConnection<Sqlite>>,
+}
+
+// SAFETY: the handle and statements are used by one thread at a time (`&mut self`), and sqlx's
+// own thread is kept off them by `lock`; SQLite connections may move between threads.
+unsafe impl Send for Session {}
+
+impl Session {
+    /// Takes the writer connection and begins an immediate (write-locked) transaction.
+    pub async fn begin(pool: &SqlitePool) -> Result<Session> {
+        let conn = NonNull::from(Box::leak(Box::new(pool.acquire().await?)));
+        // From here the connection is owned by `session` (its Drop frees it).
+        let mut session =
+            Session { db: NonNull::dangling(), statements: HashMap::new(), open: false, lock: None, conn };
+        // SAFETY: `conn` stays allocated until `Drop`, which releases the lock first.
+        let lock = unsafe { &mut *session.conn.as_ptr() }.lock_handle().await?;
+        // SAFETY: the lifetime only stands for "until `Drop` releases it", see above.
+        let mut lock: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(lock) };
+        session.db = lock.as_raw_handle();
+        session.lock = Some(lock);
+        session.exec("BEGIN IMMEDIATE")?;
+        session.open = true;
+        Ok(session)
+    }
+
+    /// Commits, waiting for the disk on a blocking thread; the connection goes back to the
+    /// pool.
+    pub async fn commit(mut self) -> Result<()> {
+        tokio::task::spawn_blocking(move || {
+            self.finalize_all();
+            self.end("COMMIT")
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("commit task: {e}")))?
+    }
+
+    /// Ends the transaction with COMMIT or ROLLBACK.
+    fn end(&mut self, sql: &str) -> Result<()> {
+        self.exec(sql)?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Runs SQL without parameters or results (BEGIN, SAVEPOINT, …).
+    pub fn exec(&mut self, sql: &str) -> Result<()> {
+        let sql = std::ffi::CString::new(sql).map_err(|e| Error::Internal(e.to_string()))?;
+        // SAFETY: a valid handle (held lock) and a NUL-terminated string.
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                self.db.as_ptr(),
+                sql.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        check(self.db, rc)
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub fn execute(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<u64> {
+        self.run(sql, binds, |_| Ok(()))?;
+        // SAFETY: a valid handle.
+        Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
+    }
+
+    /// Runs a statement and returns its rows.
+    pub fn query(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
+        let mut rows = Vec::new();
+        self.run(sql, binds, |row| {
+            rows.push(row);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    fn run(
+        &mut self,
+        sql: &str,
+        binds: &[Param<'_>],
+        mut on_row: impl FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
+        self.prepare(sql)?;
+        let db = self.db;
+        let s = self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()))?;
+        let raw = s.raw.as_ptr();
+        // SAFETY: a prepared statement of this handle.
+        let columns = unsafe { ffi::sqlite3_column_count(raw) };
+        let result = bind(db, s, binds).and_then(|()| {
+            loop {
+                // SAFETY: bound values outlive the step (they are cleared below, before return).
+                match unsafe { ffi::sqlite3_step(raw) } {
+                    ffi::SQLITE_ROW => on_row((0..columns).map(|i| column(raw, i)).collect())?,
+                    ffi::SQLITE_DONE => return Ok(()),
+                    rc => return check(db, rc),
+                }
+            }
+        });
+        // SAFETY: as above; clearing drops the pointers to the caller's values.
+        unsafe {
+            ffi::sqlite3_reset(raw);
+            ffi::sqlite3_clear_bindings(raw);
+        }
+        result
+    }
+
+    /// Prepares `sql` on its first use in this transaction.
+    fn prepare(&mut self, sql: &str) -> Result<()> {
+        if self.statements.contains_key(sql) {
+            return Ok(());
+        }
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: `sql` is valid for its length; `raw` receives the statement.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db.as_ptr(),
+                sql.as_ptr() as *const c_char,
+                sql.len() as c_int,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut raw,
+                std::ptr::null_mut(),
+            )
+        };
+        check(self.db, rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::Internal(format!("empty statement: {sql}")))?;
+        let statement = Statement { raw, params: Vec::new() };
+        // Our SQL numbers its parameters `$N`; SQLite numbers them by first appearance.
+        // SAFETY: a prepared statement; names are NUL-terminated and live with it.
+        let count = unsafe { ffi::sqlite3_bind_parameter_count(raw.as_ptr()) };
+        let mut params = Vec::with_capacity(count as usize);
+        for i in 1..=count {
+            let name = unsafe { ffi::sqlite3_bind_parameter_name(raw.as_ptr(), i) };
+            let n = (!name.is_null())
+                .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
+                .flatten()
+                .and_then(|n| n.strip_prefix('$'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1);
+            match n {
+                Some(n) => params.push(n - 1),
+                None => {
+                    // SAFETY: finalized once, here, never stored.
+                    unsafe { ffi::sqlite3_finalize(statement.raw.as_ptr()) };
+                    return Err(Error::Internal(format!("parameter {i} is not $N in: {sql}")));
+                }
+            }
+        }
+        self.statements.insert(sql.to_string(), Statement { params, ..statement });
+        Ok(())
+    }
+
+    fn finalize_all(&mut self) {
+        for (_, s) in self.statements.drain() {
+            // SAFETY: each statement is finalized once, while the lock is held.
+            unsafe { ffi::sqlite3_finalize(s.raw.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.lock.is_some() {
+            self.finalize_all();
+            if self.open {
+                // A transaction that did not commit leaves nothing behind.
+                let _ = self.end("ROLLBACK");
+            }
+        }
+        self.lock = None;
+        // SAFETY: allocated by `Box::leak` in `begin`, freed once, after the lock.
+        drop(unsafe { Box::from_raw(self.conn.as_ptr()) });
+    }
+}
+
+/// Column `i` of the current row.
+fn column(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Value {
+    // SAFETY: called on a statement positioned on a row, for a column it has; pointers are
+    // copied before the next call on the statement.
+    unsafe {
+        match ffi::sqlite3_column_type(stmt, i) {
+            ffi::SQLITE_INTEGER => Value::Int(ffi::sqlite3_column_int64(stmt, i)),
+            ffi::SQLITE_FLOAT => Value::Real(ffi::sqlite3_column_double(stmt, i)),
+            ffi::SQLITE_TEXT => {
+                let p = ffi::sqlite3_column_text(stmt, i);
+                let n = ffi::sqlite3_column_bytes(stmt, i) as usize;
+                if p.is_null() {
+                    Value::Text(String::new())
+                } else {
+                    Value::Text(String::from_utf8_lossy(std::slice::from_raw_parts(p, n)).into_owned())
+                }
+            }
+            ffi::SQLITE_BLOB => {
+                let p = ffi::sqlite3_column_blob(stmt, i) as *const u8;
+                let n = ffi::sqlite3_column_bytes(stmt, i) as usize;
+                if p.is_null() {
+                    Value::Blob(Vec::new())
+                } else {
+                    Value::Blob(std::slice::from_raw_parts(p, n).to_vec())
+                }
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Binds each parameter of `s` to the value its `$N` names (missing values are NULL, as sqlx
+/// does).
+fn bind(db: NonNull<ffi::sqlite3>, s: &Statement, binds: &[Param<'_>]) -> Result<()> {
+    let raw = s.raw.as_ptr();
+    for (i, &at) in s.params.iter().enumerate() {
+        let p = binds.get(at).copied().unwrap_or(Param::Null);
+        let i = i as c_int + 1;
+        // SAFETY: SQLITE_STATIC: the values outlive the run (bindings are cleared after it).
+        let rc = unsafe {
+            match p {
+                Param::Null => ffi::sqlite3_bind_null(raw, i),
+                Param::Int(v) => ffi::sqlite3_bind_int64(raw, i, v),
+                Param::Real(v) => ffi::sqlite3_bind_double(raw, i, v),
+                Param::Text(v) => ffi::sqlite3_bind_text64(
+                    raw,
+                    i,
+                    v.as_ptr() as *const c_char,
+                    v.len() as u64,
+                    ffi::SQLITE_STATIC(),
+                    ffi::SQLITE_UTF8 as u8,
+                ),
+                Param::Blob(v) => ffi::sqlite3_bind_blob64(
+                    raw,
+                    i,
+                    v.as_ptr() as *const std::ffi::c_void,
+                    v.len() as u64,
+                    ffi::SQLITE_STATIC(),
+                ),
+            }
+        };
+        check(db, rc)?;
+    }
+    Ok(())
+}
+
+/// `Ok` for SQLITE_OK, else the connection's error.
+fn check(db: NonNull<ffi::sqlite3>, rc: c_int) -> Result<()> {
+    if rc == ffi::SQLITE_OK {
+        return Ok(());
+    }
+    // SAFETY: a valid handle; the message is copied before any other call on it.
+    let (code, message) = unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+        let msg = ffi::sqlite3_errmsg(db.as_ptr());
+        let message =
+            if msg.is_null() { String::new() } else { CStr::from_ptr(msg).to_string_lossy().into_owned() };
+        (if code == ffi::SQLITE_OK { rc } else { code }, message)
+    };
+    Err(Error::Store(sqlx::Error::Database(Box::new(SqliteFailure { code, message }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    async fn pool(dir: &std::path::Path) -> SqlitePool {
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY, b INTEGER, c BLOB)").execute(&pool).await.unwrap();
+        pool
+    }
+
+    #[tokio::test]
+    async fn binds_by_number_commits_and_rolls_back() {
+        let dir = std::env::temp_dir().join(format!("hearth-direct-{}", crate::engine::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = pool(&dir).await;
+
+        let mut s = Session::begin(&pool).await.unwrap();
+        // Parameters named out of order bind by their number, not their position.
+        let n = s
+            .execute(
+                "INSERT INTO t (b, a, c) VALUES ($2, $1, $3)",
+                &[Param::Text("x"), Param::Int(7), Param::Blob(b"{}")],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        let rows = s.query("SELECT a, b, c FROM t WHERE a = $1", &[Param::Text("x")]).unwrap();
+        assert_eq!(rows, vec![vec![Value::Text("x".into()), Value::Int(7), Value::Blob(b"{}".to_vec())]]);
+        // A unique violation is the same kind of error sqlx reports, so writers retry it.
+        let dup = s.execute("INSERT INTO t (a) VALUES ($1)", &[Param::Text("x")]).unwrap_err();
+        assert!(crate::store::is_write_conflict(&dup), "{dup}");
+        s.commit().await.unwrap();
+
+        // Dropped without commit: nothing stays, and the connection is usable again.
+        let mut s = Session::begin(&pool).await.unwrap();
+        s.execute("INSERT INTO t (a) VALUES ($1)", &[Param::Text("y")]).unwrap();
+        drop(s);
+        let count: (i64,) = sqlx::query_as("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap();
+        assert_eq!(count.0, 1);
+        pool.close().await;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
