@@ -10,10 +10,20 @@ use crate::error::{Error, Result};
 use crate::store::hl7::Received;
 use crate::store::is_write_conflict;
 
-/// One transaction of a group, and the HL7 message it records when it commits.
+/// One transaction of a group, and the HL7 message it records when it commits. Its requests
+/// are checked when it is made, by the sender's task: the group's writer, which every part
+/// waits for, only writes.
 pub struct Part {
-    pub requests: Vec<Request>,
-    pub record: Received,
+    requests: Vec<Request>,
+    record: Received,
+}
+
+impl Part {
+    /// A part whose requests pass the checks a transaction makes before the database.
+    pub fn new(requests: Vec<Request>, record: Received) -> Result<Part> {
+        check_requests(&requests)?;
+        Ok(Part { requests, record })
+    }
 }
 
 /// What became of one part of a group.
@@ -28,10 +38,8 @@ impl Engine {
     /// Commits each part whose transaction succeeds, in one database transaction; the results
     /// come back in the parts' order. A conflict retries the whole group.
     pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Committed>> {
-        // What fails before the database is answered at once; the rest goes in the group.
-        let mut out: Vec<Option<Result<Committed>>> =
-            parts.iter().map(|p| check_requests(&p.requests).err().map(Err)).collect();
-        let todo: Vec<usize> = (0..parts.len()).filter(|i| out[*i].is_none()).collect();
+        let mut out: Vec<Option<Result<Committed>>> = parts.iter().map(|_| None).collect();
+        let todo: Vec<usize> = (0..parts.len()).collect();
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<Vec<String>> =
             parts.iter().map(|p| p.requests.iter().map(|_| super::new_id()).collect()).collect();

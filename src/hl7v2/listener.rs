@@ -123,6 +123,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     let mut framed = Framed::new(socket, Mllp::new(settings.max_frame_bytes));
+    let sender = holder.ingest().sender();
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(settings.idle, framed.next()) => n,
@@ -133,7 +134,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(None) => return Ok(()), // closed by the sender
             Ok(Some(frame)) => frame?,
         };
-        let Some(answer) = super::process::process(holder.engine(), holder.ingest(), &frame).await else {
+        let Some(answer) = super::process::process(holder.engine(), holder.ingest(), sender, &frame).await
+        else {
             return Ok(()); // stopping: no ACK, the sender will try again
         };
         framed.send(answer.into_bytes()).await?;

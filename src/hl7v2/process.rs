@@ -21,10 +21,14 @@ const SUPPORTED: &str = "ADT^A01/A03/A04/A05/A08/A28/A31/A40, VXU^V04 and ORU^R0
 
 /// Processes one message's bytes and returns the ACK's text; `None` when the server is
 /// stopping and the message was not taken (no ACK: the sender will send it again).
-pub async fn process(engine: &Engine, ingest: &super::Ingest, bytes: &[u8]) -> Option<String> {
-    let way = ingest.on_its_way();
+pub async fn process(
+    engine: &Engine,
+    ingest: &super::Ingest,
+    sender: super::ingest::Sender,
+    bytes: &[u8],
+) -> Option<String> {
     match decode(bytes) {
-        Ok(t) => handle(engine, ingest, &t, false, way).await,
+        Ok(t) => handle(engine, ingest, &t, false, sender).await,
         Err(p) => Some(ack(None, AckCode::AR, &[p])),
     }
 }
@@ -42,7 +46,7 @@ pub async fn replay(
     let mut out = Vec::new();
     for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
         // `raw` is the decoded text: it is not decoded again.
-        let answer = handle(engine, ingest, &raw, true, ingest.on_its_way()).await;
+        let answer = handle(engine, ingest, &raw, true, ingest.sender()).await;
         out.push((from, status, answer.unwrap_or_else(|| "not processed: the server is stopping".into())));
     }
     Ok(out)
@@ -55,7 +59,7 @@ async fn handle(
     ingest: &super::Ingest,
     text: &str,
     again: bool,
-    way: super::ingest::OnItsWay,
+    from: super::ingest::Sender,
 ) -> Option<String> {
     let text = text.trim_start_matches('\u{feff}');
     let mut m = match V2::parse(text) {
@@ -101,7 +105,11 @@ async fn handle(
     // The AA is recorded in the transaction that stores the message's resources.
     let accepted = ack(Some(&m), AckCode::AA, &[]);
     let record = received(AckCode::AA, &accepted);
-    match ingest.commit(crate::engine::Part { requests, record }, way).await {
+    let committed = match crate::engine::Part::new(requests, record) {
+        Ok(part) => ingest.commit(part, from).await,
+        Err(e) => Commit::Failed(e),
+    };
+    match committed {
         Commit::Stored => Some(accepted),
         Commit::AlreadyAccepted => Some(match engine.store.hl7_ack(&sender, &control_id).await {
             Ok(Some(first)) => first,

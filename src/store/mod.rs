@@ -355,8 +355,6 @@ impl Store {
             written: Vec::new(),
             inserted: Vec::new(),
             forget: Vec::new(),
-            pending: Vec::new(),
-            pending_history: Vec::new(),
         })
     }
 

@@ -24,12 +24,6 @@ pub struct Tx {
     pub(super) inserted: Vec<i64>,
     /// Resources changed without their new version in `written`: dropped from the cache.
     pub(super) forget: Vec<(String, String)>,
-    /// SQLite: index rows not inserted yet, by table. They are inserted together (a few
-    /// multi-row statements instead of one per table per resource) before anything reads an
-    /// index in this transaction, and before it commits.
-    pub(super) pending: Vec<(&'static str, &'static str, Vec<Vec<Bind>>)>,
-    /// SQLite: history rows not inserted yet (nothing reads history inside a transaction).
-    pub(super) pending_history: Vec<Vec<Bind>>,
 }
 
 /// The values of `binds`, borrowed for a direct SQLite call.
@@ -117,8 +111,7 @@ pub struct Savepoint {
 }
 
 impl Tx {
-    pub async fn commit(mut self) -> Result<()> {
-        self.flush_pending().await?;
+    pub async fn commit(self) -> Result<()> {
         match self.conn {
             Conn::Sqlite(s) => s.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,
@@ -137,7 +130,6 @@ impl Tx {
     /// Marks a point this transaction can roll back to without losing what came before (one
     /// HL7 message of a group commit that fails).
     pub async fn savepoint(&mut self) -> Result<Savepoint> {
-        self.flush_pending().await?;
         self.exec("SAVEPOINT hearth_part").await?;
         Ok(Savepoint {
             written: self.written.len(),
@@ -159,9 +151,6 @@ impl Tx {
         self.written.truncate(sp.written);
         self.inserted = sp.inserted;
         self.forget.truncate(sp.forget);
-        // Everything pending was written after the savepoint (it flushed what came before).
-        self.pending.clear();
-        self.pending_history.clear();
         Ok(())
     }
 
@@ -338,15 +327,18 @@ impl Tx {
         let sql = "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7)";
         match &mut self.conn {
-            Conn::Sqlite(_) => self.pending_history.push(vec![
-                Bind::Int(rkey),
-                Bind::Text(rtype.into()),
-                Bind::Text(id.into()),
-                Bind::Int(version),
-                Bind::Int(last_updated),
-                Bind::Text(method.into()),
-                Bind::Bytes(body.to_vec()),
-            ]),
+            Conn::Sqlite(s) => {
+                let binds = [
+                    Param::Int(rkey),
+                    Param::Text(rtype),
+                    Param::Text(id),
+                    Param::Int(version),
+                    Param::Int(last_updated),
+                    Param::Text(method),
+                    Param::Blob(body),
+                ];
+                s.execute(sql, &binds)?;
+            }
             Conn::Postgres(tx) => {
                 sqlx::query(sql)
                     .bind(rkey)
@@ -382,12 +374,6 @@ impl Tx {
         // deletes. (A group commit may write the same resource again later in the transaction.)
         let fresh = self.inserted.contains(&rkey);
         self.inserted.retain(|k| *k != rkey);
-        let buffer = matches!(self.conn, Conn::Sqlite(_));
-        if buffer && !fresh {
-            for (_, _, rows) in &mut self.pending {
-                rows.retain(|r| !matches!(r.first(), Some(Bind::Int(k)) if *k == rkey));
-            }
-        }
         let mut statements = Vec::new();
         for (table, columns, table_rows) in rows.tables() {
             if !fresh {
@@ -402,25 +388,21 @@ impl Tx {
                 row.extend(values);
                 binds.push(row);
             }
-            if buffer {
-                match self.pending.iter_mut().find(|(t, _, _)| *t == table) {
-                    Some((_, _, rows)) => rows.extend(binds),
-                    None => self.pending.push((table, columns, binds)),
+            match self.conn {
+                // A statement costs no round trip here: one prepared single-row INSERT per
+                // table, run per row, beats a multi-row statement whose text (and so whose
+                // preparation) changes with the row count.
+                Conn::Sqlite(_) => {
+                    let width = binds.first().map_or(0, Vec::len);
+                    let placeholders: Vec<String> = (1..=width).map(|c| format!("${c}")).collect();
+                    let sql = format!(
+                        "INSERT INTO {table} (rkey, pid, {columns}) VALUES ({})",
+                        placeholders.join(", ")
+                    );
+                    statements.extend(binds.into_iter().map(|row| (sql.clone(), row)));
                 }
-            } else {
-                statements.extend(insert_statements(table, columns, &binds));
+                Conn::Postgres(_) => statements.extend(insert_statements(table, columns, &binds)),
             }
-        }
-        self.execute_all(statements).await
-    }
-
-    /// Inserts the pending history and index rows.
-    async fn flush_pending(&mut self) -> Result<()> {
-        let history = std::mem::take(&mut self.pending_history);
-        let mut statements =
-            insert_rows("resource_history", "rkey, rtype, id, version, last_updated, method, body", &history);
-        for (table, columns, rows) in std::mem::take(&mut self.pending) {
-            statements.extend(insert_statements(table, columns, &rows));
         }
         self.execute_all(statements).await
     }
@@ -462,7 +444,6 @@ impl Tx {
     /// Ids of the live resources of `rtype` matching `filter`, at most `limit` of them: what a
     /// conditional interaction needs to decide between its 0/1/many outcomes.
     pub async fn matching(&mut self, rtype: &str, filter: &Filter, limit: i64) -> Result<Vec<(i64, String)>> {
-        self.flush_pending().await?;
         let n = filter.binds.len();
         // A literal limit, not a parameter (see `Store::search`).
         let sql = format!(

@@ -342,8 +342,8 @@ async fn concurrent(backend: Backend) {
 async fn group_rewrites(backend: Backend) {
     use hearth::engine::{Method, Part, Request};
     let srv = start(backend).await;
-    let part = |n: usize, family: &str| Part {
-        requests: vec![Request {
+    let part = |n: usize, family: &str| {
+        let requests = vec![Request {
             method: Method::Put,
             url: "Patient?identifier=urn:x|grp".into(),
             full_url: None,
@@ -354,8 +354,8 @@ async fn group_rewrites(backend: Backend) {
             })),
             if_match: None,
             if_none_exist: None,
-        }],
-        record: hearth::store::hl7::Received {
+        }];
+        let record = hearth::store::hl7::Received {
             sender: "T^T".into(),
             control_id: format!("grp{n}"),
             message_type: "ADT^A08".into(),
@@ -363,7 +363,8 @@ async fn group_rewrites(backend: Backend) {
             ack: String::new(),
             raw: String::new(),
             received: 0,
-        },
+        };
+        Part::new(requests, record).unwrap()
     };
     let results =
         srv.state.engine.transaction_group(&[part(1, "First"), part(2, "Second"), part(3, "Third")]).await;
