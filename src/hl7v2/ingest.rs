@@ -101,10 +101,11 @@ impl Ingest {
 /// transactions together).
 pub async fn run(engine: &Engine, Inbox(rx): Inbox, stop: watch::Receiver<bool>) {
     let rx = tokio::sync::Mutex::new(rx);
-    let writer = || writer(engine, &rx, stop.clone());
     match engine.store.dialect() {
-        crate::store::Dialect::Sqlite => writer().await,
+        crate::store::Dialect::Sqlite => writer(engine, &rx, true, stop.clone()).await,
+        // Several writers share the senders, so none can tell whom to wait for: no filling.
         crate::store::Dialect::Postgres => {
+            let writer = || writer(engine, &rx, false, stop.clone());
             tokio::join!(writer(), writer(), writer(), writer());
         }
     }
@@ -113,6 +114,7 @@ pub async fn run(engine: &Engine, Inbox(rx): Inbox, stop: watch::Receiver<bool>)
 async fn writer(
     engine: &Engine,
     rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    fill: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut stopping = false;
@@ -136,7 +138,7 @@ async fn writer(
         let Some(first) = first else { break };
         let now = Instant::now();
         recent.retain(|_, at| now.duration_since(*at) < RECENT);
-        let expected = if stopping { 0 } else { recent.len() };
+        let expected = if stopping || !fill { 0 } else { recent.len() };
         let jobs = gather(first, &mut inbox, expected).await;
         drop(inbox);
         let done = Instant::now();

@@ -273,6 +273,7 @@ impl Tx {
             match &mut self.conn {
                 Conn::Sqlite(s) => {
                     s.execute(&sql, &params(&binds))?;
+                    tokio::task::coop::consume_budget().await;
                 }
                 Conn::Postgres(tx) => {
                     bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())

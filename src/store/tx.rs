@@ -430,6 +430,9 @@ impl Tx {
             match &mut self.conn {
                 Conn::Sqlite(s) => {
                     s.execute(&sql, &params(&binds))?;
+                    // SQLite runs on this task's thread: a long transaction lets other tasks
+                    // run now and then instead of holding the worker to the end.
+                    tokio::task::coop::consume_budget().await;
                 }
                 Conn::Postgres(tx) => {
                     bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())
