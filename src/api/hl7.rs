@@ -46,8 +46,13 @@ pub async fn post(State(state): State<Arc<AppState>>, ctx: Ctx, body: Body) -> R
             )));
         }
         let bytes = read_body(body, state.hl7.max_bytes, &ctx.headers).await?;
-        let Some(answer) =
-            crate::hl7v2::process::process(&state.engine, &state.hl7, state.hl7.sender(), &bytes).await
+        let Some(answer) = crate::hl7v2::process::process(
+            &state.engine,
+            &state.hl7,
+            crate::hl7v2::ingest::Sender::ONCE,
+            &bytes,
+        )
+        .await
         else {
             return Err(Error::Unavailable("the server is stopping; send the message again".into()));
         };

@@ -35,9 +35,14 @@ struct Job {
     reply: oneshot::Sender<Result<Committed>>,
 }
 
-/// Who handed a message to the writer: an MLLP connection, or one HTTP request.
+/// Who handed a message to the writer: an MLLP connection (`Some`, expected to send again),
+/// or a one-off (an HTTP request, a replay), which no group waits for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Sender(u64);
+pub struct Sender(Option<u64>);
+
+impl Sender {
+    pub const ONCE: Sender = Sender(None);
+}
 
 /// What became of a message handed to the writer.
 pub enum Commit {
@@ -76,9 +81,9 @@ impl Ingest {
         (ingest, Inbox(rx))
     }
 
-    /// A new sender's identity (per MLLP connection, per HTTP request).
-    pub fn sender(&self) -> Sender {
-        Sender(self.senders.fetch_add(1, Ordering::Relaxed))
+    /// A new MLLP connection's identity.
+    pub fn connection(&self) -> Sender {
+        Sender(Some(self.senders.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// Commits one message's writes and its record.
@@ -138,34 +143,35 @@ async fn writer(
         let Some(first) = first else { break };
         let now = Instant::now();
         recent.retain(|_, at| now.duration_since(*at) < RECENT);
-        let expected = if stopping || !fill { 0 } else { recent.len() };
-        let jobs = gather(first, &mut inbox, expected).await;
+        let expected: Vec<Sender> =
+            if stopping || !fill { Vec::new() } else { recent.keys().copied().collect() };
+        let jobs = gather(first, &mut inbox, &expected).await;
         drop(inbox);
-        let done = Instant::now();
-        recent.extend(jobs.iter().map(|j| (j.sender, done)));
+        let senders: Vec<Sender> = jobs.iter().map(|j| j.sender).filter(|s| s.0.is_some()).collect();
         commit_group(engine, jobs).await;
+        // Stamped after the commit: a slow disk must not make busy senders look idle.
+        let done = Instant::now();
+        recent.extend(senders.into_iter().map(|s| (s, done)));
     }
 }
 
 /// The first job, whatever else is waiting, and then, for at most [`FILL_WAIT`], what comes
-/// until `expected` senders have a message in the group; up to a group's size.
-async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, expected: usize) -> Vec<Job> {
+/// until every `expected` sender has a message in the group; up to a group's size.
+async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, expected: &[Sender]) -> Vec<Job> {
     let deadline = Instant::now() + FILL_WAIT;
-    let mut senders = vec![first.sender];
+    let mut missing: Vec<Sender> = expected.iter().copied().filter(|s| *s != first.sender).collect();
     let mut jobs = vec![first];
     while jobs.len() < GROUP_MAX {
         let next = match rx.try_recv() {
             Ok(j) => Some(j),
-            Err(_) if senders.len() >= expected => None,
+            Err(_) if missing.is_empty() => None,
             Err(_) => tokio::select! {
                 j = rx.recv() => j,
                 _ = tokio::time::sleep_until(deadline) => None,
             },
         };
         let Some(j) = next else { break };
-        if !senders.contains(&j.sender) {
-            senders.push(j.sender);
-        }
+        missing.retain(|s| *s != j.sender);
         jobs.push(j);
     }
     jobs
@@ -177,5 +183,41 @@ async fn commit_group(engine: &Engine, jobs: Vec<Job>) {
     for (reply, r) in replies.into_iter().zip(results) {
         // A sender that went away gets no answer; what it sent is stored all the same.
         let _ = reply.send(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(sender: Sender) -> Job {
+        let record = crate::store::hl7::Received {
+            sender: "T^T".into(),
+            control_id: "1".into(),
+            message_type: "ADT^A08".into(),
+            status: "AA",
+            ack: String::new(),
+            raw: String::new(),
+            received: 0,
+        };
+        let part = Part::new(Vec::new(), record).unwrap();
+        Job { part, sender, reply: oneshot::channel().0 }
+    }
+
+    #[tokio::test]
+    async fn gathers_what_waits_and_the_expected_senders() {
+        let (a, b, c) = (Sender(Some(1)), Sender(Some(2)), Sender(Some(3)));
+        let (tx, mut rx) = mpsc::channel(8);
+        // Nothing expected: what is queued, no more.
+        assert!(tx.send(job(b)).await.is_ok());
+        assert_eq!(gather(job(a), &mut rx, &[]).await.len(), 2);
+        // An expected sender that arrives later joins the group.
+        let late = tx.clone();
+        tokio::spawn(async move { late.send(job(b)).await.is_ok() });
+        let group = gather(job(a), &mut rx, &[a, b]).await;
+        assert_eq!(group.iter().map(|j| j.sender).collect::<Vec<_>>(), vec![a, b]);
+        // One that never comes costs at most FILL_WAIT, and the group goes on without it.
+        let group = gather(job(a), &mut rx, &[a, c]).await;
+        assert_eq!(group.len(), 1);
     }
 }

@@ -123,7 +123,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     let mut framed = Framed::new(socket, Mllp::new(settings.max_frame_bytes));
-    let sender = holder.ingest().sender();
+    let sender = holder.ingest().connection();
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(settings.idle, framed.next()) => n,

@@ -46,7 +46,7 @@ pub async fn replay(
     let mut out = Vec::new();
     for (from, status, raw) in engine.store.hl7_messages(control_id, sender).await? {
         // `raw` is the decoded text: it is not decoded again.
-        let answer = handle(engine, ingest, &raw, true, ingest.sender()).await;
+        let answer = handle(engine, ingest, &raw, true, super::ingest::Sender::ONCE).await;
         out.push((from, status, answer.unwrap_or_else(|| "not processed: the server is stopping".into())));
     }
     Ok(out)

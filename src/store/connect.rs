@@ -62,7 +62,7 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(Duration::from_millis(super::direct::BUSY_TIMEOUT_MS as u64))
         .pragma("cache_size", "-32768")
         // Savepoints (group commits) journal every page they touch; in memory, not a file.
         .pragma("temp_store", "memory")

@@ -126,6 +126,14 @@ impl DatabaseError for SqliteFailure {
     }
 }
 
+/// What the writer connection waits for another process's write lock (as configured in
+/// `connect.rs`).
+pub(super) const BUSY_TIMEOUT_MS: c_int = 10_000;
+
+fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Store(sqlx::Error::Database(d)) if d.code().is_some_and(|c| c.parse::<c_int>().is_ok_and(|c| c & 0xff == ffi::SQLITE_BUSY)))
+}
+
 /// A prepared statement and, for each of its parameters in SQLite's order, which bound value
 /// (`$N` → N - 1) it takes.
 struct Statement {
@@ -162,17 +170,37 @@ impl Session {
         let mut lock: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(lock) };
         session.db = lock.as_raw_handle();
         session.lock = Some(lock);
-        session.exec("BEGIN IMMEDIATE")?;
-        session.open = true;
-        Ok(session)
+        // Another process holding the write lock (a CLI command beside the server) makes
+        // SQLite wait in its busy handler: not on the async runtime's thread.
+        // SAFETY: a valid handle, held.
+        unsafe { ffi::sqlite3_busy_timeout(session.db.as_ptr(), 0) };
+        let first = session.exec("BEGIN IMMEDIATE");
+        unsafe { ffi::sqlite3_busy_timeout(session.db.as_ptr(), BUSY_TIMEOUT_MS) };
+        match first {
+            Ok(()) => {
+                session.open = true;
+                Ok(session)
+            }
+            Err(e) if is_busy(&e) => tokio::task::spawn_blocking(move || {
+                session.exec("BEGIN IMMEDIATE")?;
+                session.open = true;
+                Ok(session)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("begin task: {e}")))?,
+            Err(e) => Err(e),
+        }
     }
 
-    /// Commits, waiting for the disk on a blocking thread; the connection goes back to the
-    /// pool.
-    pub async fn commit(mut self) -> Result<()> {
+    /// Commits, waiting for the disk on a blocking thread, and runs `then` once it has
+    /// committed — on that thread, so that it runs even if the caller stops waiting. The
+    /// connection goes back to the pool.
+    pub async fn commit(mut self, then: impl FnOnce() + Send + 'static) -> Result<()> {
         tokio::task::spawn_blocking(move || {
             self.finalize_all();
-            self.end("COMMIT")
+            self.end("COMMIT")?;
+            then();
+            Ok(())
         })
         .await
         .map_err(|e| Error::Internal(format!("commit task: {e}")))?
@@ -254,7 +282,9 @@ impl Session {
             return Ok(());
         }
         let mut raw = std::ptr::null_mut();
-        // SAFETY: `sql` is valid for its length; `raw` receives the statement.
+        let mut tail: *const c_char = std::ptr::null();
+        // SAFETY: `sql` is valid for its length; `raw` receives the statement, `tail` where it
+        // ended inside `sql`.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
                 self.db.as_ptr(),
@@ -262,11 +292,17 @@ impl Session {
                 sql.len() as c_int,
                 ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut raw,
-                std::ptr::null_mut(),
+                &mut tail,
             )
         };
         check(self.db, rc)?;
         let raw = NonNull::new(raw).ok_or_else(|| Error::Internal(format!("empty statement: {sql}")))?;
+        let used = if tail.is_null() { sql.len() } else { tail as usize - sql.as_ptr() as usize };
+        if !sql.get(used..).is_some_and(|rest| rest.trim().is_empty()) {
+            // SAFETY: finalized once, here, never stored.
+            unsafe { ffi::sqlite3_finalize(raw.as_ptr()) };
+            return Err(Error::Internal(format!("one statement expected: {sql}")));
+        }
         let statement = Statement { raw, params: Vec::new() };
         // Our SQL numbers its parameters `$N`; SQLite numbers them by first appearance.
         // SAFETY: a prepared statement; names are NUL-terminated and live with it.
@@ -310,9 +346,16 @@ impl Drop for Session {
                 let _ = self.end("ROLLBACK");
             }
         }
+        // A connection left inside a transaction (a failed ROLLBACK) must not serve the next
+        // writer. SAFETY: a valid handle while the lock is held.
+        let stuck = self.lock.is_some() && unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) } == 0;
         self.lock = None;
         // SAFETY: allocated by `Box::leak` in `begin`, freed once, after the lock.
-        drop(unsafe { Box::from_raw(self.conn.as_ptr()) });
+        let mut conn = unsafe { Box::from_raw(self.conn.as_ptr()) };
+        if stuck {
+            conn.close_on_drop();
+        }
+        drop(conn);
     }
 }
 
@@ -430,7 +473,7 @@ mod tests {
         // A unique violation is the same kind of error sqlx reports, so writers retry it.
         let dup = s.execute("INSERT INTO t (a) VALUES ($1)", &[Param::Text("x")]).unwrap_err();
         assert!(crate::store::is_write_conflict(&dup), "{dup}");
-        s.commit().await.unwrap();
+        s.commit(|| {}).await.unwrap();
 
         // Dropped without commit: nothing stays, and the connection is usable again.
         let mut s = Session::begin(&pool).await.unwrap();

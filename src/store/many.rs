@@ -270,19 +270,6 @@ impl Tx {
             }
             statements.extend(insert_statements(table, columns, rows));
         }
-        for (sql, binds) in statements {
-            match &mut self.conn {
-                Conn::Sqlite(s) => {
-                    s.execute(&sql, &params(&binds))?;
-                    tokio::task::coop::consume_budget().await;
-                }
-                Conn::Postgres(tx) => {
-                    bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        self.execute_each(statements).await
     }
 }

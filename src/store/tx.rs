@@ -112,16 +112,25 @@ pub struct Savepoint {
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        match self.conn {
-            Conn::Sqlite(s) => s.commit().await?,
-            Conn::Postgres(tx) => tx.commit().await?,
-        }
-        if let Some(cache) = &self.cache {
-            for (rtype, id) in &self.forget {
-                cache.forget(rtype, id);
+        let (cache, forget, written) = (self.cache, self.forget, self.written);
+        // What the commit publishes to the read cache, right after it commits.
+        let publish = move || {
+            if let Some(cache) = &cache {
+                for (rtype, id) in &forget {
+                    cache.forget(rtype, id);
+                }
+                for v in written {
+                    cache.put(Arc::new(v));
+                }
             }
-            for v in self.written {
-                cache.put(Arc::new(v));
+        };
+        match self.conn {
+            // Published on the commit's own thread, so a caller that stops waiting cannot
+            // leave the cache behind what was committed.
+            Conn::Sqlite(s) => s.commit(publish).await?,
+            Conn::Postgres(tx) => {
+                tx.commit().await?;
+                publish();
             }
         }
         Ok(())
@@ -426,6 +435,11 @@ impl Tx {
             bind_all!(sqlx::query(AssertSqlSafe(sql)), binds.iter()).execute(&mut **tx).await?;
             return Ok(());
         }
+        self.execute_each(statements).await
+    }
+
+    /// Runs the statements one by one, in order.
+    pub(super) async fn execute_each(&mut self, statements: Vec<(String, Vec<Bind>)>) -> Result<()> {
         for (sql, binds) in statements {
             match &mut self.conn {
                 Conn::Sqlite(s) => {
