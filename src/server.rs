@@ -102,8 +102,6 @@ pub async fn state(config: &Config) -> Result<Arc<AppState>> {
     }))
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
-/// database, so nothing is left half-written.
 /// Starts the HL7 writer task (once per state), which commits until `stop` turns true.
 pub fn start_hl7_writer(
     state: &Arc<AppState>,
@@ -114,6 +112,8 @@ pub fn start_hl7_writer(
     Some(tokio::spawn(async move { crate::hl7v2::ingest::run(&state.engine, inbox, stop).await }))
 }
 
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the
+/// database, so nothing is left half-written.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,

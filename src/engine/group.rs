@@ -38,51 +38,43 @@ impl Engine {
     /// Commits each part whose transaction succeeds, in one database transaction; the results
     /// come back in the parts' order. A conflict retries the whole group.
     pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Committed>> {
-        let mut out: Vec<Option<Result<Committed>>> = parts.iter().map(|_| None).collect();
-        let todo: Vec<usize> = (0..parts.len()).collect();
         // Server-assigned ids for creates, fixed across retries.
         let ids: Vec<Vec<String>> =
             parts.iter().map(|p| p.requests.iter().map(|_| super::new_id()).collect()).collect();
-        match self.retry(|| self.try_group(parts, &todo, &ids)).await {
-            Ok(written) => {
-                for (&i, w) in todo.iter().zip(written) {
-                    out[i] = Some(match w {
-                        Ok(Some(changes)) => {
-                            Ok(Committed::Written(self.finish(&parts[i].requests, changes).await))
-                        }
-                        Ok(None) => Ok(Committed::AlreadyRecorded),
-                        Err(e) => Err(e),
-                    });
-                }
-            }
+        let written = match self.retry(|| self.try_group(parts, &ids)).await {
+            Ok(written) => written,
             // Nothing committed: every part in the group fails with it.
             Err(e) => {
-                for &i in &todo {
-                    out[i] = Some(Err(Error::Internal(format!("not stored: {e}"))));
-                }
+                return parts.iter().map(|_| Err(Error::Internal(format!("not stored: {e}")))).collect();
             }
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for (part, w) in parts.iter().zip(written) {
+            out.push(match w {
+                Ok(Some(changes)) => Ok(Committed::Written(self.finish(&part.requests, changes).await)),
+                Ok(None) => Ok(Committed::AlreadyRecorded),
+                Err(e) => Err(e),
+            });
         }
-        out.into_iter().map(|o| o.unwrap_or_else(|| Err(Error::Internal("not processed".into())))).collect()
+        out
     }
 
-    /// The parts at `todo`, each in its savepoint: its changes, `None` when its message was
-    /// recorded already, or its own error.
+    /// Each part in its savepoint: its changes, `None` when its message was recorded already,
+    /// or its own error.
     async fn try_group(
         &self,
         parts: &[Part],
-        todo: &[usize],
         ids: &[Vec<String>],
     ) -> Result<Vec<Result<Option<Vec<Option<Change>>>>>> {
         let mut tx = self.store.begin().await?;
-        let mut out = Vec::with_capacity(todo.len());
-        for &i in todo {
-            let part = &parts[i];
+        let mut out = Vec::with_capacity(parts.len());
+        for (part, ids) in parts.iter().zip(ids) {
             let mark = tx.savepoint().await?;
             // The record first: a copy of a message accepted meanwhile (sent again while the
             // first was on its way) stops here, and on PostgreSQL a concurrent copy waits on
             // the record's key until this one commits.
             let done = match tx.hl7_record(&part.record).await {
-                Ok(true) => self.apply(&mut tx, &part.requests, &ids[i]).await.map(Some),
+                Ok(true) => self.apply(&mut tx, &part.requests, ids).await.map(Some),
                 Ok(false) => Ok(None),
                 Err(e) => Err(e),
             };

@@ -71,7 +71,6 @@ fn esc(text: &str) -> String {
     out
 }
 
-/// The ACK of `msg` (or of an unparseable message, with what little is known).
 /// At most 200 characters of a problem's text: a parser's message can quote the whole input.
 fn short(text: &str) -> String {
     match text.char_indices().nth(200) {
@@ -80,6 +79,7 @@ fn short(text: &str) -> String {
     }
 }
 
+/// The ACK of `msg` (or of an unparseable message, with what little is known).
 pub fn ack(msg: Option<&V2<'_>>, code: AckCode, problems: &[Problem]) -> String {
     let g = |f: usize, c: usize| msg.map(|m| esc(&m.get("MSH", f, c))).unwrap_or_default();
     // An HD (application, facility) keeps its components, re-encoded with our delimiters.
