@@ -26,10 +26,14 @@ use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
 use super::Bind;
 use crate::error::{Error, Result};
 
-/// A value bound to a statement, borrowed from the caller.
+/// A value bound to a statement, borrowed from the caller. NULLs keep their type: PostgreSQL
+/// needs it (SQLite does not).
 #[derive(Clone, Copy)]
 pub enum Param<'a> {
-    Null,
+    NullText,
+    NullInt,
+    NullReal,
+    Bool(bool),
     Int(i64),
     Real(f64),
     Text(&'a str),
@@ -40,11 +44,11 @@ impl<'a> From<&'a Bind> for Param<'a> {
     fn from(b: &'a Bind) -> Param<'a> {
         match b {
             Bind::Text(s) => Param::Text(s),
-            Bind::OptText(s) => s.as_deref().map_or(Param::Null, Param::Text),
+            Bind::OptText(s) => s.as_deref().map_or(Param::NullText, Param::Text),
             Bind::Int(i) => Param::Int(*i),
             Bind::Real(f) => Param::Real(*f),
-            Bind::OptInt(i) => i.map_or(Param::Null, Param::Int),
-            Bind::OptReal(f) => f.map_or(Param::Null, Param::Real),
+            Bind::OptInt(i) => i.map_or(Param::NullInt, Param::Int),
+            Bind::OptReal(f) => f.map_or(Param::NullReal, Param::Real),
             Bind::Bytes(b) => Param::Blob(b),
         }
     }
@@ -395,12 +399,13 @@ fn column(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Value {
 fn bind(db: NonNull<ffi::sqlite3>, s: &Statement, binds: &[Param<'_>]) -> Result<()> {
     let raw = s.raw.as_ptr();
     for (i, &at) in s.params.iter().enumerate() {
-        let p = binds.get(at).copied().unwrap_or(Param::Null);
+        let p = binds.get(at).copied().unwrap_or(Param::NullText);
         let i = i as c_int + 1;
         // SAFETY: SQLITE_STATIC: the values outlive the run (bindings are cleared after it).
         let rc = unsafe {
             match p {
-                Param::Null => ffi::sqlite3_bind_null(raw, i),
+                Param::NullText | Param::NullInt | Param::NullReal => ffi::sqlite3_bind_null(raw, i),
+                Param::Bool(v) => ffi::sqlite3_bind_int64(raw, i, v.into()),
                 Param::Int(v) => ffi::sqlite3_bind_int64(raw, i, v),
                 Param::Real(v) => ffi::sqlite3_bind_double(raw, i, v),
                 Param::Text(v) => ffi::sqlite3_bind_text64(

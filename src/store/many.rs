@@ -8,23 +8,14 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row};
-
 use super::direct::Param;
-use super::tx::{Conn, MAX_BINDS, bind_all, insert_statements, params};
+use super::tx::{Conn, MAX_BINDS, cells, insert_statements, params};
 use super::{Bind, Current, IndexRows, Store, Tx};
 use crate::error::{Error, Result};
 
 /// Rows per multi-row INSERT of resources or history, and ids per lookup or delete: see
 /// `tx::MAX_BINDS` for why statements stay small.
 const ROWS: usize = MAX_BINDS / 6;
-
-/// A value bound into a multi-row INSERT.
-enum Cell<'a> {
-    Text(&'a str),
-    Int(i64),
-    Bytes(&'a [u8]),
-}
 
 /// One resource version of a batch write.
 pub struct NewVersion<'a> {
@@ -60,29 +51,15 @@ impl Tx {
                 );
                 let mut binds = vec![Bind::Text(rtype.to_string())];
                 binds.extend(chunk.iter().map(|id| Bind::Text(id.to_string())));
-                type Row = (i64, i64, i64, bool, String, Vec<u8>);
-                let rows: Vec<Row> = match &mut self.conn {
-                    Conn::Sqlite(s) => s
-                        .query(&sql, &params(&binds))?
-                        .into_iter()
-                        .map(|r| {
-                            let [k, v, l, d, id, body]: [_; 6] = r
-                                .try_into()
-                                .map_err(|_| Error::Internal("current_many: short row".into()))?;
-                            Ok((k.int()?, v.int()?, l.int()?, d.int()? != 0, id.text()?, body.blob()?))
-                        })
-                        .collect::<Result<_>>()?,
-                    Conn::Postgres(tx) => {
-                        bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), binds.iter())
-                            .fetch_all(&mut **tx)
-                            .await?
-                    }
-                };
-                for (rkey, version, last_updated, deleted, id, body) in rows {
-                    out.insert(
-                        (rtype.to_string(), id),
-                        (Current { rkey, version, last_updated, deleted }, body),
-                    );
+                for row in self.rows(&sql, &params(&binds)).await? {
+                    let [rkey, version, last_updated, deleted, id, body] = cells(row)?;
+                    let current = Current {
+                        rkey: rkey.int()?,
+                        version: version.int()?,
+                        last_updated: last_updated.int()?,
+                        deleted: deleted.int()? != 0,
+                    };
+                    out.insert((rtype.to_string(), id.text()?), (current, body.blob()?));
                 }
             }
         }
@@ -102,10 +79,10 @@ impl Tx {
                 let n = cells.len();
                 values.push(format!("(${}, ${}, 1, ${}, FALSE, ${})", n + 1, n + 2, n + 3, n + 4));
                 cells.extend([
-                    Cell::Text(v.rtype),
-                    Cell::Text(v.id),
-                    Cell::Int(v.last_updated),
-                    Cell::Bytes(v.body),
+                    Param::Text(v.rtype),
+                    Param::Text(v.id),
+                    Param::Int(v.last_updated),
+                    Param::Blob(v.body),
                 ]);
             }
             let sql = format!(
@@ -159,12 +136,12 @@ impl Tx {
                     n + 6
                 ));
                 cells.extend([
-                    Cell::Int(keys[i]),
-                    Cell::Text(v.rtype),
-                    Cell::Text(v.id),
-                    Cell::Int(v.version),
-                    Cell::Int(v.last_updated),
-                    Cell::Bytes(v.body),
+                    Param::Int(keys[i]),
+                    Param::Text(v.rtype),
+                    Param::Text(v.id),
+                    Param::Int(v.version),
+                    Param::Int(v.last_updated),
+                    Param::Blob(v.body),
                 ]);
             }
             let sql = format!(
@@ -181,62 +158,21 @@ impl Tx {
     async fn insert_cells(
         &mut self,
         sql: &str,
-        cells: &[Cell<'_>],
+        values: &[Param<'_>],
         returning: bool,
     ) -> Result<Vec<(i64, String, String)>> {
-        macro_rules! run {
-            ($tx:expr) => {{
-                let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
-                for c in cells {
-                    q = match *c {
-                        Cell::Text(s) => q.bind(s),
-                        Cell::Int(i) => q.bind(i),
-                        Cell::Bytes(b) => q.bind(b),
-                    };
-                }
-                if returning {
-                    let rows = q.fetch_all(&mut **$tx).await?;
-                    rows.iter()
-                        .map(|r| {
-                            Ok((
-                                r.try_get::<i64, _>(0)?,
-                                r.try_get::<String, _>(1)?,
-                                r.try_get::<String, _>(2)?,
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, sqlx::Error>>()?
-                } else {
-                    q.execute(&mut **$tx).await?;
-                    Vec::new()
-                }
-            }};
+        if !returning {
+            self.run(sql, values).await?;
+            return Ok(Vec::new());
         }
-        Ok(match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let binds: Vec<Param<'_>> = cells
-                    .iter()
-                    .map(|c| match *c {
-                        Cell::Text(t) => Param::Text(t),
-                        Cell::Int(i) => Param::Int(i),
-                        Cell::Bytes(b) => Param::Blob(b),
-                    })
-                    .collect();
-                if returning {
-                    s.query(sql, &binds)?
-                        .into_iter()
-                        .map(|r| {
-                            let [k, t, id]: [_; 3] =
-                                r.try_into().map_err(|_| Error::Internal("insert: short row".into()))?;
-                            Ok((k.int()?, t.text()?, id.text()?))
-                        })
-                        .collect::<Result<_>>()?
-                } else {
-                    s.execute(sql, &binds)?;
-                    Vec::new()
-                }
-            }
-            Conn::Postgres(tx) => run!(tx),
-        })
+        self.rows(sql, values)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let [rkey, rtype, id] = cells(row)?;
+                Ok((rkey.int()?, rtype.text()?, id.text()?))
+            })
+            .collect()
     }
 
     /// Index rows of the whole batch, per table; existing resources lose their old rows first.

@@ -1,11 +1,12 @@
 //! The write transaction: everything one interaction changes commits or rolls back together.
 
-use sqlx::{AssertSqlSafe, Postgres, Transaction};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{AssertSqlSafe, Column, Postgres, Row, Transaction, TypeInfo, ValueRef};
 
 use std::sync::Arc;
 
 use super::cache::Cache;
-use super::direct::{Param, Session};
+use super::direct::{Param, Session, Value};
 use super::{Bind, Current, Filter, IndexRows, Store, Version};
 use crate::error::{Error, Result};
 
@@ -50,7 +51,49 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
-type CurrentRow = (i64, i64, i64, bool);
+/// A row's N columns, or an error when it has another count.
+pub(super) fn cells<const N: usize>(row: Vec<Value>) -> Result<[Value; N]> {
+    let n = row.len();
+    row.try_into().map_err(|_| Error::Internal(format!("expected {N} columns, got {n}")))
+}
+
+/// A PostgreSQL statement with `params` bound.
+fn pg_query<'q>(sql: &str, params: &[Param<'q>]) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+    for p in params {
+        q = match *p {
+            Param::NullText => q.bind(None::<&str>),
+            Param::NullInt => q.bind(None::<i64>),
+            Param::NullReal => q.bind(None::<f64>),
+            Param::Bool(b) => q.bind(b),
+            Param::Int(i) => q.bind(i),
+            Param::Real(f) => q.bind(f),
+            Param::Text(t) => q.bind(t),
+            Param::Blob(b) => q.bind(b),
+        };
+    }
+    q
+}
+
+/// A PostgreSQL row as the values SQLite rows come back as (booleans as 0/1).
+fn pg_values(row: &PgRow) -> Result<Vec<Value>> {
+    (0..row.columns().len())
+        .map(|i| {
+            if row.try_get_raw(i)?.is_null() {
+                return Ok(Value::Null);
+            }
+            Ok(match row.column(i).type_info().name() {
+                "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
+                "INT4" => Value::Int(row.try_get::<i32, _>(i)?.into()),
+                "INT2" => Value::Int(row.try_get::<i16, _>(i)?.into()),
+                "BOOL" => Value::Int(row.try_get::<bool, _>(i)?.into()),
+                "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
+                "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i)?),
+                _ => Value::Text(row.try_get::<String, _>(i)?),
+            })
+        })
+        .collect()
+}
 
 /// Bound values per multi-row statement. sqlx looks up each SQLite parameter's name, and SQLite
 /// finds a name by walking the statement's list of names: binding is quadratic in the count.
@@ -163,6 +206,32 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs a statement on either backend.
+    pub(super) async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<()> {
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                s.execute(sql, params)?;
+                // SQLite runs on this task's thread: a long transaction lets other tasks run
+                // now and then instead of holding the worker to the end.
+                tokio::task::coop::consume_budget().await;
+            }
+            Conn::Postgres(tx) => {
+                pg_query(sql, params).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a query on either backend and returns its rows.
+    pub(super) async fn rows(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
+        match &mut self.conn {
+            Conn::Sqlite(s) => s.query(sql, params),
+            Conn::Postgres(tx) => {
+                pg_query(sql, params).fetch_all(&mut **tx).await?.iter().map(pg_values).collect()
+            }
+        }
+    }
+
     /// Runs SQL without parameters or results.
     async fn exec(&mut self, sql: &'static str) -> Result<()> {
         match &mut self.conn {
@@ -185,77 +254,43 @@ impl Tx {
 
     /// The current row, locked against concurrent writers until commit.
     pub async fn current(&mut self, rtype: &str, id: &str) -> Result<Option<Current>> {
-        let row: Option<CurrentRow> = match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let sql =
-                    "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2";
-                match s.query(sql, &[Param::Text(rtype), Param::Text(id)])?.into_iter().next() {
-                    Some(row) => Some((row[0].int()?, row[1].int()?, row[2].int()?, row[3].int()? != 0)),
-                    None => None,
-                }
-            }
-            Conn::Postgres(tx) => {
-                sqlx::query_as(
-                    "SELECT rkey, version, last_updated, deleted FROM resource \
-                     WHERE rtype = $1 AND id = $2 FOR UPDATE",
-                )
-                .bind(rtype)
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?
-            }
+        let lock = if matches!(self.conn, Conn::Postgres(_)) { " FOR UPDATE" } else { "" };
+        let sql = format!(
+            "SELECT rkey, version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2{lock}"
+        );
+        let Some(row) = self.rows(&sql, &[Param::Text(rtype), Param::Text(id)]).await?.into_iter().next()
+        else {
+            return Ok(None);
         };
-        Ok(row.map(|(rkey, version, last_updated, deleted)| Current { rkey, version, last_updated, deleted }))
+        let [rkey, version, last_updated, deleted] = cells(row)?;
+        Ok(Some(Current {
+            rkey: rkey.int()?,
+            version: version.int()?,
+            last_updated: last_updated.int()?,
+            deleted: deleted.int()? != 0,
+        }))
     }
 
     /// Records an HL7 v2 message inside this transaction, so it is recorded exactly when its
     /// writes are; `false` when it was accepted already (that record stays as it was).
     pub async fn hl7_record(&mut self, m: &super::hl7::Received) -> Result<bool> {
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let binds = [
-                    Param::Text(&m.sender),
-                    Param::Text(&m.control_id),
-                    Param::Text(&m.message_type),
-                    Param::Int(m.received),
-                    Param::Text(m.status),
-                    Param::Text(&m.ack),
-                    Param::Text(&m.raw),
-                ];
-                Ok(!s.query(super::hl7::RECORD, &binds)?.is_empty())
-            }
-            Conn::Postgres(tx) => {
-                let row: Option<(String,)> = sqlx::query_as(super::hl7::RECORD)
-                    .bind(&m.sender)
-                    .bind(&m.control_id)
-                    .bind(&m.message_type)
-                    .bind(m.received)
-                    .bind(m.status)
-                    .bind(&m.ack)
-                    .bind(&m.raw)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                Ok(row.is_some())
-            }
-        }
+        let params = [
+            Param::Text(&m.sender),
+            Param::Text(&m.control_id),
+            Param::Text(&m.message_type),
+            Param::Int(m.received),
+            Param::Text(m.status),
+            Param::Text(&m.ack),
+            Param::Text(&m.raw),
+        ];
+        Ok(!self.rows(super::hl7::RECORD, &params).await?.is_empty())
     }
 
     /// The stored bytes of the current row (for PATCH, which edits what is there).
     pub async fn body(&mut self, rkey: i64) -> Result<Vec<u8>> {
-        let sql = "SELECT body FROM resource WHERE rkey = $1";
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                match s.query(sql, &[Param::Int(rkey)])?.into_iter().next().and_then(|r| r.into_iter().next())
-                {
-                    Some(body) => body.blob(),
-                    None => Err(Error::Store(sqlx::Error::RowNotFound)),
-                }
-            }
-            Conn::Postgres(tx) => {
-                let row: (Vec<u8>,) = sqlx::query_as(sql).bind(rkey).fetch_one(&mut **tx).await?;
-                Ok(row.0)
-            }
-        }
+        let rows = self.rows("SELECT body FROM resource WHERE rkey = $1", &[Param::Int(rkey)]).await?;
+        let [body] = cells(rows.into_iter().next().ok_or(Error::Store(sqlx::Error::RowNotFound))?)?;
+        body.blob()
     }
 
     /// Inserts a new current row; a concurrent insert of the same id fails with a unique
@@ -263,26 +298,14 @@ impl Tx {
     pub async fn insert(&mut self, rtype: &str, id: &str, last_updated: i64, body: &[u8]) -> Result<i64> {
         let sql = "INSERT INTO resource (rtype, id, version, last_updated, deleted, body) \
                    VALUES ($1, $2, 1, $3, FALSE, $4) RETURNING rkey";
-        let rkey = match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let binds =
-                    [Param::Text(rtype), Param::Text(id), Param::Int(last_updated), Param::Blob(body)];
-                match s.query(sql, &binds)?.first().and_then(|r| r.first()) {
-                    Some(k) => k.int()?,
-                    None => return Err(Error::Internal("INSERT … RETURNING gave no row".into())),
-                }
-            }
-            Conn::Postgres(tx) => {
-                let row: (i64,) = sqlx::query_as(sql)
-                    .bind(rtype)
-                    .bind(id)
-                    .bind(last_updated)
-                    .bind(body)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                row.0
-            }
-        };
+        let params = [Param::Text(rtype), Param::Text(id), Param::Int(last_updated), Param::Blob(body)];
+        let rows = self.rows(sql, &params).await?;
+        let [rkey] = cells(
+            rows.into_iter()
+                .next()
+                .ok_or_else(|| Error::Internal("INSERT … RETURNING gave no row".into()))?,
+        )?;
+        let rkey = rkey.int()?;
         self.inserted.push(rkey);
         Ok(rkey)
     }
@@ -297,29 +320,14 @@ impl Tx {
     ) -> Result<()> {
         let sql =
             "UPDATE resource SET version = $2, last_updated = $3, deleted = $4, body = $5 WHERE rkey = $1";
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let binds = [
-                    Param::Int(rkey),
-                    Param::Int(version),
-                    Param::Int(last_updated),
-                    Param::Int(deleted.into()),
-                    Param::Blob(body),
-                ];
-                s.execute(sql, &binds)?;
-            }
-            Conn::Postgres(tx) => {
-                sqlx::query(sql)
-                    .bind(rkey)
-                    .bind(version)
-                    .bind(last_updated)
-                    .bind(deleted)
-                    .bind(body)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
-        Ok(())
+        let params = [
+            Param::Int(rkey),
+            Param::Int(version),
+            Param::Int(last_updated),
+            Param::Bool(deleted),
+            Param::Blob(body),
+        ];
+        self.run(sql, &params).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -335,32 +343,16 @@ impl Tx {
     ) -> Result<()> {
         let sql = "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let binds = [
-                    Param::Int(rkey),
-                    Param::Text(rtype),
-                    Param::Text(id),
-                    Param::Int(version),
-                    Param::Int(last_updated),
-                    Param::Text(method),
-                    Param::Blob(body),
-                ];
-                s.execute(sql, &binds)?;
-            }
-            Conn::Postgres(tx) => {
-                sqlx::query(sql)
-                    .bind(rkey)
-                    .bind(rtype)
-                    .bind(id)
-                    .bind(version)
-                    .bind(last_updated)
-                    .bind(method)
-                    .bind(body)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        let params = [
+            Param::Int(rkey),
+            Param::Text(rtype),
+            Param::Text(id),
+            Param::Int(version),
+            Param::Int(last_updated),
+            Param::Text(method),
+            Param::Blob(body),
+        ];
+        self.run(sql, &params).await?;
         // Every write records history, so this is where the transaction learns what it wrote.
         if self.cache.is_some() {
             let deleted = method == "DELETE";
@@ -441,19 +433,7 @@ impl Tx {
     /// Runs the statements one by one, in order.
     pub(super) async fn execute_each(&mut self, statements: Vec<(String, Vec<Bind>)>) -> Result<()> {
         for (sql, binds) in statements {
-            match &mut self.conn {
-                Conn::Sqlite(s) => {
-                    s.execute(&sql, &params(&binds))?;
-                    // SQLite runs on this task's thread: a long transaction lets other tasks
-                    // run now and then instead of holding the worker to the end.
-                    tokio::task::coop::consume_budget().await;
-                }
-                Conn::Postgres(tx) => {
-                    bind_all!(sqlx::query(AssertSqlSafe(sql.clone())), binds.iter())
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
+            self.run(&sql, &params(&binds)).await?;
         }
         Ok(())
     }
@@ -469,29 +449,16 @@ impl Tx {
             filter.sql,
             n + 1,
         );
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                let mut binds = params(&filter.binds);
-                binds.push(Param::Text(rtype));
-                s.query(&sql, &binds)?
-                    .into_iter()
-                    .map(|row| {
-                        let mut row = row.into_iter();
-                        let rkey = row.next().map(|v| v.int()).transpose()?;
-                        let id = row.next().map(|v| v.text()).transpose()?;
-                        rkey.zip(id).ok_or_else(|| Error::Internal("matching: short row".into()))
-                    })
-                    .collect()
-            }
-            Conn::Postgres(tx) => {
-                let rows: Vec<(i64, String)> =
-                    bind_all!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter.binds.iter())
-                        .bind(rtype)
-                        .fetch_all(&mut **tx)
-                        .await?;
-                Ok(rows)
-            }
-        }
+        let mut binds = params(&filter.binds);
+        binds.push(Param::Text(rtype));
+        self.rows(&sql, &binds)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let [rkey, id] = cells(row)?;
+                Ok((rkey.int()?, id.text()?))
+            })
+            .collect()
     }
 }
 
