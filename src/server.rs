@@ -109,7 +109,8 @@ pub fn start_hl7_writer(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take()?;
     let state = state.clone();
-    Some(tokio::spawn(async move { crate::hl7v2::ingest::run(&state.engine, inbox, stop).await }))
+    let holder: Arc<dyn crate::hl7v2::AsEngine> = state.clone();
+    Some(tokio::spawn(crate::hl7v2::ingest::run(holder, inbox, stop)))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the

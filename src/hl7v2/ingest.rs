@@ -1,23 +1,26 @@
 //! The HL7 writer. Every connection (and `POST /hl7v2`) hands its mapped message to one task,
-//! which commits whatever is waiting as one group (`Engine::transaction_group`): with many
-//! senders, one database commit serves many messages, and each message still gets its own
-//! answer, after the commit.
+//! which commits whatever is waiting as one group (`Engine::commit_group`): with many senders,
+//! one database commit serves many messages, and each message still gets its own answer, once
+//! the commit is durable.
 //!
-//! A group waits, for at most [`FILL_WAIT`], for the connections that sent in the last
-//! [`RECENT`] and have nothing in it yet. Each commit waits for the disk whatever its size, so
-//! eight busy connections should share one; without the wait they split into two cohorts of
-//! four that take turns (measured: exactly 4.0 messages per group with 8 connections). A lone
-//! sender, or senders gone quiet, are committed at once.
+//! The writer does not wait for the disk: it hands each committed group to a task that waits
+//! for the sync and answers, and goes on with the next group. So the busy connections are
+//! split into two cohorts that take turns — one is written while the other's commit is
+//! synced, answered, and its next messages parsed. A group waits, for at most [`FILL_WAIT`],
+//! for the connections of its cohort (answered in the last [`RECENT`], nothing in flight),
+//! up to half of the busy connections. A lone sender, or senders gone quiet, are committed at
+//! once.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::engine::{Committed, Engine, Part};
+use super::AsEngine;
+use crate::engine::{Committed, Part};
 use crate::error::{Error, Result};
 
 /// Most messages committed together.
@@ -26,8 +29,10 @@ const GROUP_MAX: usize = 64;
 const QUEUE: usize = 1024;
 /// Longest a group waits for recent senders.
 const FILL_WAIT: Duration = Duration::from_millis(2);
-/// A connection that sent within this is expected to send again.
+/// A connection answered within this is expected to send again.
 const RECENT: Duration = Duration::from_millis(50);
+/// Groups the busy connections are split into (see [`Senders::plan`]).
+const COHORTS: usize = 2;
 
 struct Job {
     part: Part,
@@ -104,28 +109,40 @@ impl Ingest {
 /// Commits groups until `stop`, then what is still waiting. SQLite has one writer, so one
 /// group at a time; PostgreSQL commits several groups at once (its own WAL flushes many
 /// transactions together).
-pub async fn run(engine: &Engine, Inbox(rx): Inbox, stop: watch::Receiver<bool>) {
+pub async fn run(holder: Arc<dyn AsEngine>, Inbox(rx): Inbox, stop: watch::Receiver<bool>) {
     let rx = tokio::sync::Mutex::new(rx);
-    match engine.store.dialect() {
-        crate::store::Dialect::Sqlite => writer(engine, &rx, true, stop.clone()).await,
+    let senders = Arc::new(Mutex::new(Senders::default()));
+    match holder.engine().store.dialect() {
+        crate::store::Dialect::Sqlite => writer(&holder, &rx, &senders, true, stop.clone()).await,
         // Several writers share the senders, so none can tell whom to wait for: no filling.
         crate::store::Dialect::Postgres => {
-            let writer = || writer(engine, &rx, false, stop.clone());
+            let writer = || writer(&holder, &rx, &senders, false, stop.clone());
             tokio::join!(writer(), writer(), writer(), writer());
         }
     }
 }
 
+/// What the writer knows of the MLLP connections.
+#[derive(Default)]
+struct Senders {
+    /// When each was last answered.
+    recent: HashMap<Sender, Instant>,
+    /// Those whose message is committed and not answered yet (its commit is being synced).
+    in_flight: HashSet<Sender>,
+}
+
 async fn writer(
-    engine: &Engine,
+    holder: &Arc<dyn AsEngine>,
     rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    senders: &Arc<Mutex<Senders>>,
     fill: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut stopping = false;
-    // When each sender last had a message committed by this writer.
-    let mut recent: HashMap<Sender, Instant> = HashMap::new();
+    // Groups committed and waiting for the disk; each answers its senders when it is durable.
+    let mut finishing = tokio::task::JoinSet::new();
     loop {
+        while finishing.try_join_next().is_some() {}
         let mut inbox = rx.lock().await;
         let first = if stopping {
             // What is still queued is committed before the writer ends.
@@ -141,27 +158,74 @@ async fn writer(
             }
         };
         let Some(first) = first else { break };
-        let now = Instant::now();
-        recent.retain(|_, at| now.duration_since(*at) < RECENT);
-        let expected: Vec<Sender> =
-            if stopping || !fill { Vec::new() } else { recent.keys().copied().collect() };
-        let jobs = gather(first, &mut inbox, &expected).await;
+        let plan = if stopping || !fill { Plan::default() } else { lock(senders).plan() };
+        let jobs = gather(first, &mut inbox, &plan).await;
         drop(inbox);
-        let senders: Vec<Sender> = jobs.iter().map(|j| j.sender).filter(|s| s.0.is_some()).collect();
-        commit_group(engine, jobs).await;
-        // Stamped after the commit: a slow disk must not make busy senders look idle.
-        let done = Instant::now();
-        recent.extend(senders.into_iter().map(|s| (s, done)));
+        let mut parts = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut group: Vec<Sender> = Vec::new();
+        for j in jobs {
+            parts.push(j.part);
+            replies.push(j.reply);
+            group.extend(Some(j.sender).filter(|s| s.0.is_some()));
+        }
+        lock(senders).in_flight.extend(group.iter().copied());
+        let commit = holder.engine().commit_group(&parts).await;
+        let (holder, senders) = (holder.clone(), senders.clone());
+        finishing.spawn(async move {
+            let results = holder.engine().finish_group(&parts, commit).await;
+            {
+                let mut known = lock(&senders);
+                let now = Instant::now();
+                for s in group {
+                    known.in_flight.remove(&s);
+                    known.recent.insert(s, now);
+                }
+            }
+            for (reply, r) in replies.into_iter().zip(results) {
+                // A sender that went away gets no answer; what it sent is stored all the same.
+                let _ = reply.send(r);
+            }
+        });
+    }
+    while finishing.join_next().await.is_some() {}
+}
+
+fn lock(senders: &Mutex<Senders>) -> std::sync::MutexGuard<'_, Senders> {
+    senders.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a group is gathered.
+#[derive(Default)]
+struct Plan {
+    /// Senders worth waiting for: answered recently and nothing in flight.
+    expected: Vec<Sender>,
+    /// The most messages the group takes.
+    limit: usize,
+}
+
+impl Senders {
+    /// The busy senders are split into [`COHORTS`] groups that take turns: while one group's
+    /// commit is synced, the writer writes the next one's.
+    fn plan(&mut self) -> Plan {
+        let now = Instant::now();
+        self.recent.retain(|_, at| now.duration_since(*at) < RECENT);
+        let busy = self.recent.len() + self.in_flight.iter().filter(|s| !self.recent.contains_key(s)).count();
+        let expected: Vec<Sender> =
+            self.recent.keys().filter(|s| !self.in_flight.contains(s)).copied().collect();
+        let limit = if busy < COHORTS { GROUP_MAX } else { busy.div_ceil(COHORTS).min(GROUP_MAX) };
+        Plan { expected, limit }
     }
 }
 
 /// The first job, whatever else is waiting, and then, for at most [`FILL_WAIT`], what comes
-/// until every `expected` sender has a message in the group; up to a group's size.
-async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, expected: &[Sender]) -> Vec<Job> {
+/// until every `expected` sender has a message in the group; up to the plan's limit.
+async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, plan: &Plan) -> Vec<Job> {
     let deadline = Instant::now() + FILL_WAIT;
-    let mut missing: Vec<Sender> = expected.iter().copied().filter(|s| *s != first.sender).collect();
+    let limit = if plan.limit == 0 { GROUP_MAX } else { plan.limit };
+    let mut missing: Vec<Sender> = plan.expected.iter().copied().filter(|s| *s != first.sender).collect();
     let mut jobs = vec![first];
-    while jobs.len() < GROUP_MAX {
+    while jobs.len() < limit {
         let next = match rx.try_recv() {
             Ok(j) => Some(j),
             Err(_) if missing.is_empty() => None,
@@ -175,15 +239,6 @@ async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, expected: &[Sender]) -
         jobs.push(j);
     }
     jobs
-}
-
-async fn commit_group(engine: &Engine, jobs: Vec<Job>) {
-    let (parts, replies): (Vec<Part>, Vec<_>) = jobs.into_iter().map(|j| (j.part, j.reply)).unzip();
-    let results = engine.transaction_group(&parts).await;
-    for (reply, r) in replies.into_iter().zip(results) {
-        // A sender that went away gets no answer; what it sent is stored all the same.
-        let _ = reply.send(r);
-    }
 }
 
 #[cfg(test)]
@@ -204,20 +259,44 @@ mod tests {
         Job { part, sender, reply: oneshot::channel().0 }
     }
 
+    #[test]
+    fn splits_busy_senders_into_cohorts() {
+        let mut known = Senders::default();
+        let all: Vec<Sender> = (0..8).map(|i| Sender(Some(i))).collect();
+        let now = Instant::now();
+        known.recent.extend(all.iter().map(|s| (*s, now)));
+        let plan = known.plan();
+        assert_eq!((plan.expected.len(), plan.limit), (8, 4));
+        // Half of them in flight: the group waits for the other half only.
+        known.in_flight.extend(&all[..4]);
+        let mut expected = known.plan().expected;
+        expected.sort_by_key(|s| s.0);
+        assert_eq!(expected, all[4..]);
+        // A lone sender is not held back.
+        let mut lone = Senders::default();
+        lone.recent.insert(all[0], now);
+        assert_eq!(lone.plan().limit, GROUP_MAX);
+    }
+
     #[tokio::test]
     async fn gathers_what_waits_and_the_expected_senders() {
         let (a, b, c) = (Sender(Some(1)), Sender(Some(2)), Sender(Some(3)));
         let (tx, mut rx) = mpsc::channel(8);
         // Nothing expected: what is queued, no more.
         assert!(tx.send(job(b)).await.is_ok());
-        assert_eq!(gather(job(a), &mut rx, &[]).await.len(), 2);
+        assert_eq!(gather(job(a), &mut rx, &Plan::default()).await.len(), 2);
         // An expected sender that arrives later joins the group.
         let late = tx.clone();
         tokio::spawn(async move { late.send(job(b)).await.is_ok() });
-        let group = gather(job(a), &mut rx, &[a, b]).await;
+        let group = gather(job(a), &mut rx, &Plan { expected: vec![a, b], limit: 8 }).await;
         assert_eq!(group.iter().map(|j| j.sender).collect::<Vec<_>>(), vec![a, b]);
         // One that never comes costs at most FILL_WAIT, and the group goes on without it.
-        let group = gather(job(a), &mut rx, &[a, c]).await;
+        let group = gather(job(a), &mut rx, &Plan { expected: vec![a, c], limit: 8 }).await;
         assert_eq!(group.len(), 1);
+        // No more than the limit, whatever waits.
+        for _ in 0..3 {
+            assert!(tx.send(job(b)).await.is_ok());
+        }
+        assert_eq!(gather(job(a), &mut rx, &Plan { expected: vec![], limit: 2 }).await.len(), 2);
     }
 }

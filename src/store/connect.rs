@@ -58,6 +58,8 @@ pub(super) async fn open(url: &str) -> Result<Backend> {
 
 async fn open_sqlite(url: &str) -> Result<Backend> {
     // FULL keeps every acknowledged write across a power loss; WAL keeps readers off the writer.
+    // (Resource transactions run on a connection of their own, made durable another way:
+    // `durable.rs`.)
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -73,12 +75,13 @@ async fn open_sqlite(url: &str) -> Result<Backend> {
     let lock = lock_database(options.get_filename())?;
     let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     migrator(SQLITE_MIGRATIONS).run(&writer).await?;
+    let direct = super::direct::Writer::open(options.get_filename()).await?;
     let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32 * 2;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers.max(2))
         .connect_with(options.read_only(true))
         .await?;
-    Ok(Backend::Sqlite { writer, reader, _lock: lock })
+    Ok(Backend::Sqlite { writer, direct, reader, _lock: lock })
 }
 
 async fn open_postgres(url: &str) -> Result<Backend> {

@@ -1,29 +1,34 @@
-//! SQLite write transactions by direct calls on the writer connection.
+//! SQLite write transactions by direct calls on a connection of their own.
 //!
 //! sqlx runs every SQLite statement on the connection's own thread: each statement is a hand-off
 //! to that thread and a wake-up back, tens of microseconds on a busy 2-core machine, and a write
-//! transaction runs a dozen or more statements in a row. Here the transaction takes the
-//! connection's handle from that thread once ([`sqlx::sqlite::SqliteConnection::lock_handle`])
-//! and calls SQLite itself until it commits: no hand-off per statement, parameters bound by
-//! position without copying, prepared statements kept for the transaction. The COMMIT (which
-//! waits for the disk) runs on a blocking thread, not on the async runtime.
+//! transaction runs a dozen or more statements in a row. Here the write connection is opened
+//! with SQLite's own API and called on the transaction's thread: no hand-off per statement,
+//! parameters bound by position without copying, statements prepared once and kept for the
+//! life of the connection. The COMMIT runs on a blocking thread, and does not wait for the disk:
+//! `durable.rs` syncs the WAL for many commits at once.
+//!
+//! The sqlx writer pool (`connect.rs`) stays for the writes outside resource transactions
+//! (auth, bulk jobs, migrations); SQLite's write lock orders the two connections.
 //!
 //! This is the only `unsafe` code in Hearth. What it relies on:
-//! - the handle is used only while the lock is held, and the lock only while the pooled
-//!   connection it borrows is alive (the connection is boxed and freed after the lock);
-//! - every statement is finalized before the lock is released, and reset (with its bindings
-//!   cleared) after each run, so no statement outlives the values bound to it.
+//! - the handle is used by one thread at a time: it is reached only through the writer's mutex;
+//! - every statement is reset (with its bindings cleared) after each run, so none outlives the
+//!   values bound to it, and finalized before the handle is closed.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
+use tokio::sync::OwnedMutexGuard;
 
 use super::Bind;
+use super::durable::{Durable, WalSync};
 use crate::error::{Error, Result};
 
 /// A value bound to a statement, borrowed from the caller. NULLs keep their type: PostgreSQL
@@ -145,82 +150,87 @@ struct Statement {
     params: Vec<usize>,
 }
 
-/// One write transaction on the writer connection, holding its handle until it ends.
-pub struct Session {
-    db: NonNull<ffi::sqlite3>,
-    statements: HashMap<String, Statement>,
-    /// Between BEGIN and COMMIT/ROLLBACK.
-    open: bool,
-    /// Keeps sqlx's connection thread off the handle. Borrows `*conn`; released before it.
-    lock: Option<LockedSqliteHandle<'static>>,
-    /// The pooled connection, freed (returned to the pool) in `Drop` after `lock`.
-    conn: NonNull<PoolConnection<Sqlite>>,
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: finalized once, while its connection is open (a connection drops its
+        // statements before it closes), and never while running (each run resets it).
+        unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
+    }
 }
 
-// SAFETY: the handle and statements are used by one thread at a time (`&mut self`), and sqlx's
-// own thread is kept off them by `lock`; SQLite connections may move between threads.
-unsafe impl Send for Session {}
+/// The connection SQLite write transactions run on, opened here rather than by sqlx, and the
+/// sync thread that makes its commits durable.
+pub struct Writer {
+    conn: Arc<tokio::sync::Mutex<Connection>>,
+    sync: Arc<WalSync>,
+}
 
-impl Session {
-    /// Takes the writer connection and begins an immediate (write-locked) transaction.
-    pub async fn begin(pool: &SqlitePool) -> Result<Session> {
-        let conn = NonNull::from(Box::leak(Box::new(pool.acquire().await?)));
-        // From here the connection is owned by `session` (its Drop frees it).
-        let mut session =
-            Session { db: NonNull::dangling(), statements: HashMap::new(), open: false, lock: None, conn };
-        // SAFETY: `conn` stays allocated until `Drop`, which releases the lock first.
-        let lock = unsafe { &mut *session.conn.as_ptr() }.lock_handle().await?;
-        // SAFETY: the lifetime only stands for "until `Drop` releases it", see above.
-        let mut lock: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(lock) };
-        session.db = lock.as_raw_handle();
-        session.lock = Some(lock);
-        // Another process holding the write lock (a CLI command beside the server) makes
-        // SQLite wait in its busy handler: not on the async runtime's thread.
-        // SAFETY: a valid handle, held.
-        unsafe { ffi::sqlite3_busy_timeout(session.db.as_ptr(), 0) };
-        let first = session.exec("BEGIN IMMEDIATE");
-        unsafe { ffi::sqlite3_busy_timeout(session.db.as_ptr(), BUSY_TIMEOUT_MS) };
-        match first {
-            Ok(()) => {
-                session.open = true;
-                Ok(session)
-            }
-            Err(e) if is_busy(&e) => tokio::task::spawn_blocking(move || {
-                session.exec("BEGIN IMMEDIATE")?;
-                session.open = true;
-                Ok(session)
-            })
+/// An open SQLite handle and the statements prepared on it, kept from one transaction to the
+/// next.
+struct Connection {
+    db: NonNull<ffi::sqlite3>,
+    statements: HashMap<String, Statement>,
+}
+
+// SAFETY: the handle (opened without SQLite's own mutex) and its statements are used by one
+// thread at a time: `Connection` is only reached through the writer's mutex.
+unsafe impl Send for Connection {}
+
+/// Distinct statements kept prepared: conditional matches and multi-row inserts vary their
+/// text, and a long-running server must not keep each one for ever.
+const MAX_STATEMENTS: usize = 256;
+
+impl Writer {
+    /// Opens the write connection to the SQLite database at `path` (created and migrated
+    /// already, in WAL mode).
+    pub async fn open(path: &Path) -> Result<Writer> {
+        let wal = {
+            let mut p = path.as_os_str().to_owned();
+            p.push("-wal");
+            PathBuf::from(p)
+        };
+        let path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Internal(format!("database path {} has a NUL byte", path.display())))?;
+        let conn = tokio::task::spawn_blocking(move || Connection::open(&path))
             .await
-            .map_err(|e| Error::Internal(format!("begin task: {e}")))?,
-            Err(e) => Err(e),
+            .map_err(|e| Error::Internal(format!("open task: {e}")))??;
+        let sync = Arc::new(WalSync::start(wal)?);
+        Ok(Writer { conn: Arc::new(tokio::sync::Mutex::new(conn)), sync })
+    }
+}
+
+impl Connection {
+    fn open(path: &CStr) -> Result<Connection> {
+        let mut db = std::ptr::null_mut();
+        let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_NOMUTEX;
+        // SAFETY: a NUL-terminated path; `db` receives a handle (even on failure, to be closed).
+        let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, std::ptr::null()) };
+        let db = NonNull::new(db).ok_or_else(|| Error::Internal("sqlite3_open_v2 gave no handle".into()))?;
+        // From here `conn` owns the handle: its Drop closes it.
+        let mut conn = Connection { db, statements: HashMap::new() };
+        check(db, rc)?;
+        // SAFETY: a valid handle.
+        unsafe {
+            ffi::sqlite3_extended_result_codes(db.as_ptr(), 1);
+            ffi::sqlite3_busy_timeout(db.as_ptr(), BUSY_TIMEOUT_MS);
         }
+        // Commits return before the disk has their pages: `durable.rs` syncs and answers them.
+        // The other settings are those of the pools (`connect.rs`).
+        conn.exec(
+            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768; PRAGMA temp_store = memory; \
+             PRAGMA wal_autocheckpoint = 10000",
+        )?;
+        let mode = conn.query("PRAGMA journal_mode", &[])?;
+        if mode != [vec![Value::Text("wal".into())]] {
+            return Err(Error::Internal(format!("the database is not in WAL mode: {mode:?}")));
+        }
+        Ok(conn)
     }
 
-    /// Commits, waiting for the disk on a blocking thread, and runs `then` once it has
-    /// committed — on that thread, so that it runs even if the caller stops waiting. The
-    /// connection goes back to the pool.
-    pub async fn commit(mut self, then: impl FnOnce() + Send + 'static) -> Result<()> {
-        tokio::task::spawn_blocking(move || {
-            self.finalize_all();
-            self.end("COMMIT")?;
-            then();
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("commit task: {e}")))?
-    }
-
-    /// Ends the transaction with COMMIT or ROLLBACK.
-    fn end(&mut self, sql: &str) -> Result<()> {
-        self.exec(sql)?;
-        self.open = false;
-        Ok(())
-    }
-
-    /// Runs SQL without parameters or results (BEGIN, SAVEPOINT, …).
-    pub fn exec(&mut self, sql: &str) -> Result<()> {
-        let sql = std::ffi::CString::new(sql).map_err(|e| Error::Internal(e.to_string()))?;
-        // SAFETY: a valid handle (held lock) and a NUL-terminated string.
+    /// Runs SQL without parameters or results (BEGIN, SAVEPOINT, PRAGMA …).
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        let sql = CString::new(sql).map_err(|e| Error::Internal(e.to_string()))?;
+        // SAFETY: a valid handle and a NUL-terminated string.
         let rc = unsafe {
             ffi::sqlite3_exec(
                 self.db.as_ptr(),
@@ -233,32 +243,10 @@ impl Session {
         check(self.db, rc)
     }
 
-    /// Runs a statement; the number of rows it changed.
-    pub fn execute(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<u64> {
-        self.run(sql, binds, |_| Ok(()))?;
-        // SAFETY: a valid handle.
-        Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
-    }
-
-    /// Runs a statement and returns its rows.
-    pub fn query(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
-        let mut rows = Vec::new();
-        self.run(sql, binds, |row| {
-            rows.push(row);
-            Ok(())
-        })?;
-        Ok(rows)
-    }
-
-    fn run(
-        &mut self,
-        sql: &str,
-        binds: &[Param<'_>],
-        mut on_row: impl FnMut(Vec<Value>) -> Result<()>,
-    ) -> Result<()> {
-        self.prepare(sql)?;
+    /// Runs a statement, handing each row to `on_row`.
+    fn run(&mut self, sql: &str, binds: &[Param<'_>], mut on_row: impl FnMut(Vec<Value>)) -> Result<()> {
         let db = self.db;
-        let s = self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()))?;
+        let s = self.prepared(sql)?;
         let raw = s.raw.as_ptr();
         // SAFETY: a prepared statement of this handle.
         let columns = unsafe { ffi::sqlite3_column_count(raw) };
@@ -266,7 +254,7 @@ impl Session {
             loop {
                 // SAFETY: bound values outlive the step (they are cleared below, before return).
                 match unsafe { ffi::sqlite3_step(raw) } {
-                    ffi::SQLITE_ROW => on_row((0..columns).map(|i| column(raw, i)).collect())?,
+                    ffi::SQLITE_ROW => on_row((0..columns).map(|i| column(raw, i)).collect()),
                     ffi::SQLITE_DONE => return Ok(()),
                     rc => return check(db, rc),
                 }
@@ -280,86 +268,170 @@ impl Session {
         result
     }
 
-    /// Prepares `sql` on its first use in this transaction.
-    fn prepare(&mut self, sql: &str) -> Result<()> {
-        if self.statements.contains_key(sql) {
-            return Ok(());
-        }
-        let mut raw = std::ptr::null_mut();
-        let mut tail: *const c_char = std::ptr::null();
-        // SAFETY: `sql` is valid for its length; `raw` receives the statement, `tail` where it
-        // ended inside `sql`.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                self.db.as_ptr(),
-                sql.as_ptr() as *const c_char,
-                sql.len() as c_int,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut raw,
-                &mut tail,
-            )
-        };
-        check(self.db, rc)?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::Internal(format!("empty statement: {sql}")))?;
-        let used = if tail.is_null() { sql.len() } else { tail as usize - sql.as_ptr() as usize };
-        if !sql.get(used..).is_some_and(|rest| rest.trim().is_empty()) {
-            // SAFETY: finalized once, here, never stored.
-            unsafe { ffi::sqlite3_finalize(raw.as_ptr()) };
-            return Err(Error::Internal(format!("one statement expected: {sql}")));
-        }
-        let statement = Statement { raw, params: Vec::new() };
-        // Our SQL numbers its parameters `$N`; SQLite numbers them by first appearance.
-        // SAFETY: a prepared statement; names are NUL-terminated and live with it.
-        let count = unsafe { ffi::sqlite3_bind_parameter_count(raw.as_ptr()) };
-        let mut params = Vec::with_capacity(count as usize);
-        for i in 1..=count {
-            let name = unsafe { ffi::sqlite3_bind_parameter_name(raw.as_ptr(), i) };
-            let n = (!name.is_null())
-                .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
-                .flatten()
-                .and_then(|n| n.strip_prefix('$'))
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n >= 1);
-            match n {
-                Some(n) => params.push(n - 1),
-                None => {
-                    // SAFETY: finalized once, here, never stored.
-                    unsafe { ffi::sqlite3_finalize(statement.raw.as_ptr()) };
-                    return Err(Error::Internal(format!("parameter {i} is not $N in: {sql}")));
-                }
+    fn query(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
+        let mut rows = Vec::new();
+        self.run(sql, binds, |row| rows.push(row))?;
+        Ok(rows)
+    }
+
+    /// `sql`, prepared on its first use.
+    fn prepared(&mut self, sql: &str) -> Result<&Statement> {
+        if !self.statements.contains_key(sql) {
+            if self.statements.len() >= MAX_STATEMENTS {
+                self.finalize_all();
             }
+            let statement = prepare(self.db, sql)?;
+            self.statements.insert(sql.to_string(), statement);
         }
-        self.statements.insert(sql.to_string(), Statement { params, ..statement });
-        Ok(())
+        self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()))
     }
 
     fn finalize_all(&mut self) {
-        for (_, s) in self.statements.drain() {
-            // SAFETY: each statement is finalized once, while the lock is held.
-            unsafe { ffi::sqlite3_finalize(s.raw.as_ptr()) };
+        self.statements.clear();
+    }
+
+    /// True inside a transaction.
+    fn in_transaction(&self) -> bool {
+        // SAFETY: a valid handle.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) == 0 }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.finalize_all();
+        // SAFETY: the handle is closed once, after its last statement was finalized.
+        unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+    }
+}
+
+/// Prepares one statement and maps its parameters: our SQL numbers them `$N`, SQLite numbers
+/// them by first appearance.
+fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<Statement> {
+    let mut raw = std::ptr::null_mut();
+    let mut tail: *const c_char = std::ptr::null();
+    // SAFETY: `sql` is valid for its length; `raw` receives the statement, `tail` where it
+    // ended inside `sql`.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            db.as_ptr(),
+            sql.as_ptr() as *const c_char,
+            sql.len() as c_int,
+            ffi::SQLITE_PREPARE_PERSISTENT,
+            &mut raw,
+            &mut tail,
+        )
+    };
+    check(db, rc)?;
+    let raw = NonNull::new(raw).ok_or_else(|| Error::Internal(format!("empty statement: {sql}")))?;
+    // Finalized by its Drop unless it is returned.
+    let mut statement = Statement { raw, params: Vec::new() };
+    let used = if tail.is_null() { sql.len() } else { tail as usize - sql.as_ptr() as usize };
+    if !sql.get(used..).is_some_and(|rest| rest.trim().is_empty()) {
+        return Err(Error::Internal(format!("one statement expected: {sql}")));
+    }
+    // SAFETY: a prepared statement; names are NUL-terminated and live with it.
+    let count = unsafe { ffi::sqlite3_bind_parameter_count(raw.as_ptr()) };
+    let mut params = Vec::with_capacity(count as usize);
+    for i in 1..=count {
+        let name = unsafe { ffi::sqlite3_bind_parameter_name(raw.as_ptr(), i) };
+        // SAFETY: as above.
+        let n = (!name.is_null())
+            .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
+            .flatten()
+            .and_then(|n| n.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1);
+        match n {
+            Some(n) => params.push(n - 1),
+            None => return Err(Error::Internal(format!("parameter {i} is not $N in: {sql}"))),
         }
+    }
+    statement.params = params;
+    Ok(statement)
+}
+
+/// One write transaction on the write connection, holding it until the transaction ends.
+pub struct Session {
+    conn: OwnedMutexGuard<Connection>,
+    sync: Arc<WalSync>,
+    /// Between BEGIN and COMMIT/ROLLBACK.
+    open: bool,
+}
+
+impl Session {
+    /// Takes the write connection and begins an immediate (write-locked) transaction.
+    pub async fn begin(writer: &Writer) -> Result<Session> {
+        let conn = writer.conn.clone().lock_owned().await;
+        let mut session = Session { conn, sync: writer.sync.clone(), open: false };
+        if session.conn.in_transaction() {
+            // Left open by a ROLLBACK that failed: whatever it holds is not ours to keep.
+            session.conn.exec("ROLLBACK")?;
+        }
+        // Another process holding the write lock (a CLI command beside the server) makes
+        // SQLite wait in its busy handler: not on the async runtime's thread.
+        let db = session.conn.db.as_ptr();
+        // SAFETY: a valid handle, held.
+        unsafe { ffi::sqlite3_busy_timeout(db, 0) };
+        let first = session.conn.exec("BEGIN IMMEDIATE");
+        unsafe { ffi::sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS) };
+        match first {
+            Ok(()) => {
+                session.open = true;
+                Ok(session)
+            }
+            Err(e) if is_busy(&e) => tokio::task::spawn_blocking(move || {
+                session.conn.exec("BEGIN IMMEDIATE")?;
+                session.open = true;
+                Ok(session)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("begin task: {e}")))?,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits on a blocking thread (a commit may checkpoint the WAL) and runs `then` once it
+    /// has committed — on that thread, so that it runs even if the caller stops waiting. The
+    /// connection is free for the next transaction when this returns; the commit is durable
+    /// when the returned [`Durable`] resolves.
+    pub async fn commit(mut self, then: impl FnOnce() + Send + 'static) -> Result<Durable> {
+        tokio::task::spawn_blocking(move || {
+            self.conn.exec("COMMIT")?;
+            self.open = false;
+            then();
+            // Numbered before the connection is released: in the WAL's order.
+            Ok(Durable::after(self.sync.clone(), self.sync.committed()))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("commit task: {e}")))?
+    }
+
+    /// Runs SQL without parameters or results (SAVEPOINT, …).
+    pub fn exec(&mut self, sql: &str) -> Result<()> {
+        self.conn.exec(sql)
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub fn execute(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<u64> {
+        self.conn.run(sql, binds, |_| ())?;
+        // SAFETY: a valid handle.
+        Ok(unsafe { ffi::sqlite3_changes64(self.conn.db.as_ptr()) } as u64)
+    }
+
+    /// Runs a statement and returns its rows.
+    pub fn query(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
+        self.conn.query(sql, binds)
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.lock.is_some() {
-            self.finalize_all();
-            if self.open {
-                // A transaction that did not commit leaves nothing behind.
-                let _ = self.end("ROLLBACK");
-            }
+        if self.open {
+            // A transaction that did not commit leaves nothing behind. Should the ROLLBACK
+            // fail, the next `begin` tries again.
+            let _ = self.conn.exec("ROLLBACK");
         }
-        // A connection left inside a transaction (a failed ROLLBACK) must not serve the next
-        // writer. SAFETY: a valid handle while the lock is held.
-        let stuck = self.lock.is_some() && unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) } == 0;
-        self.lock = None;
-        // SAFETY: allocated by `Box::leak` in `begin`, freed once, after the lock.
-        let mut conn = unsafe { Box::from_raw(self.conn.as_ptr()) };
-        if stuck {
-            conn.close_on_drop();
-        }
-        drop(conn);
     }
 }
 
@@ -451,20 +523,17 @@ mod tests {
     use super::*;
     use sqlx::sqlite::SqlitePoolOptions;
 
-    async fn pool(dir: &std::path::Path) -> SqlitePool {
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
-        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY, b INTEGER, c BLOB)").execute(&pool).await.unwrap();
-        pool
-    }
-
     #[tokio::test]
     async fn binds_by_number_commits_and_rolls_back() {
         let dir = std::env::temp_dir().join(format!("hearth-direct-{}", crate::engine::new_id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let pool = pool(&dir).await;
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY, b INTEGER, c BLOB)").execute(&pool).await.unwrap();
+        let writer = Writer::open(&dir.join("t.db")).await.unwrap();
 
-        let mut s = Session::begin(&pool).await.unwrap();
+        let mut s = Session::begin(&writer).await.unwrap();
         // Parameters named out of order bind by their number, not their position.
         let n = s
             .execute(
@@ -478,14 +547,20 @@ mod tests {
         // A unique violation is the same kind of error sqlx reports, so writers retry it.
         let dup = s.execute("INSERT INTO t (a) VALUES ($1)", &[Param::Text("x")]).unwrap_err();
         assert!(crate::store::is_write_conflict(&dup), "{dup}");
-        s.commit(|| {}).await.unwrap();
+        s.commit(|| {}).await.unwrap().wait().await.unwrap();
 
-        // Dropped without commit: nothing stays, and the connection is usable again.
-        let mut s = Session::begin(&pool).await.unwrap();
+        // Dropped without commit: nothing stays, and the connection is usable again, with the
+        // statements it prepared before.
+        let mut s = Session::begin(&writer).await.unwrap();
         s.execute("INSERT INTO t (a) VALUES ($1)", &[Param::Text("y")]).unwrap();
+        drop(s);
+        let mut s = Session::begin(&writer).await.unwrap();
+        let rows = s.query("SELECT a, b, c FROM t WHERE a = $1", &[Param::Text("x")]).unwrap();
+        assert_eq!(rows.len(), 1);
         drop(s);
         let count: (i64,) = sqlx::query_as("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap();
         assert_eq!(count.0, 1);
+        drop(writer);
         pool.close().await;
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -10,6 +10,7 @@ mod bulk;
 mod cache;
 mod connect;
 mod direct;
+mod durable;
 pub mod hl7;
 mod many;
 mod oauth;
@@ -24,6 +25,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use auth::{Client, StoredKey, User};
 pub use bulk::{BulkFile, Job};
+pub use durable::Durable;
 pub use many::NewVersion;
 pub use oauth::{AuthCode, RefreshGrant, Used};
 pub use page::{Page, Position, SortKey, SortKind, SortValue};
@@ -271,7 +273,10 @@ pub(crate) enum Backend {
     /// SQLite allows one writer at a time: a dedicated single-connection pool serializes writes
     /// in-process instead of retrying on SQLITE_BUSY; reads use their own pool (WAL).
     Sqlite {
+        /// Writes outside resource transactions (auth, bulk jobs, parameters).
         writer: SqlitePool,
+        /// Resource transactions (`direct.rs`).
+        direct: direct::Writer,
         reader: SqlitePool,
         /// Held for the life of the store: see `connect::lock_database`.
         _lock: std::fs::File,
@@ -346,7 +351,7 @@ impl Store {
     /// Begins the one write transaction of an interaction.
     pub async fn begin(&self) -> Result<Tx> {
         let conn = match &self.backend {
-            Backend::Sqlite { writer, .. } => Conn::Sqlite(direct::Session::begin(writer).await?),
+            Backend::Sqlite { direct, .. } => Conn::Sqlite(direct::Session::begin(direct).await?),
             Backend::Postgres(pool) => Conn::Postgres(pool.begin().await?),
         };
         Ok(Tx {

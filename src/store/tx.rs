@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::cache::Cache;
 use super::direct::{Param, Session, Value};
+use super::durable::Durable;
 use super::{Bind, Current, Filter, IndexRows, Store, Version};
 use crate::error::{Error, Result};
 
@@ -154,7 +155,14 @@ pub struct Savepoint {
 }
 
 impl Tx {
+    /// Commits and waits until the commit is durable.
     pub async fn commit(self) -> Result<()> {
+        self.commit_before_sync().await?.wait().await
+    }
+
+    /// Commits, freeing the writer for the next transaction; the commit is durable (and may be
+    /// answered) when the returned [`Durable`] resolves.
+    pub async fn commit_before_sync(self) -> Result<Durable> {
         let (cache, forget, written) = (self.cache, self.forget, self.written);
         // What the commit publishes to the read cache, right after it commits.
         let publish = move || {
@@ -170,13 +178,13 @@ impl Tx {
         match self.conn {
             // Published on the commit's own thread, so a caller that stops waiting cannot
             // leave the cache behind what was committed.
-            Conn::Sqlite(s) => s.commit(publish).await?,
+            Conn::Sqlite(s) => s.commit(publish).await,
             Conn::Postgres(tx) => {
                 tx.commit().await?;
                 publish();
+                Ok(Durable::at_commit())
             }
         }
-        Ok(())
     }
 
     /// Marks a point this transaction can roll back to without losing what came before (one

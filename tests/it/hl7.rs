@@ -376,6 +376,58 @@ async fn group_rewrites(backend: Backend) {
     srv.stop().await;
 }
 
+/// A part that fails inside a group (here: its condition matches two patients) is answered
+/// alone with its error and leaves nothing; the parts before and after it commit.
+async fn group_part_fails(backend: Backend) {
+    use hearth::engine::{Method, Part, Request};
+    let srv = start(backend).await;
+    for _ in 0..2 {
+        let twin = serde_json::json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:x", "value": "twin"}],
+        });
+        assert_eq!(srv.post("Patient", &twin).await.status(), 201);
+    }
+    let part = |n: usize, identifier: &str| {
+        let requests = vec![Request {
+            method: Method::Put,
+            url: format!("Patient?identifier=urn:x|{identifier}"),
+            full_url: None,
+            resource: Some(serde_json::json!({
+                "resourceType": "Patient",
+                "identifier": [{"system": "urn:x", "value": identifier}],
+                "name": [{"family": format!("Part{n}")}],
+            })),
+            if_match: None,
+            if_none_exist: None,
+        }];
+        let record = hearth::store::hl7::Received {
+            sender: "T^T".into(),
+            control_id: format!("part{n}"),
+            message_type: "ADT^A08".into(),
+            status: "AA",
+            ack: format!("ack{n}"),
+            raw: String::new(),
+            received: 0,
+        };
+        Part::new(requests, record).unwrap()
+    };
+    let parts = [part(1, "one"), part(2, "twin"), part(3, "three")];
+    let results = srv.state.engine.transaction_group(&parts).await;
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(results[1].is_err(), "two patients match the second part's condition");
+    for (family, want) in [("Part1", 1), ("Part2", 0), ("Part3", 1)] {
+        let b = json(srv.get(&format!("Patient?family:exact={family}")).await).await;
+        assert_eq!(b["total"], want, "{family}: {b}");
+    }
+    let store = &srv.state.engine.store;
+    for (n, want) in [(1, true), (2, false), (3, true)] {
+        let ack = store.hl7_ack("T^T", &format!("part{n}")).await.unwrap();
+        assert_eq!(ack.is_some(), want, "record of part {n}");
+    }
+    srv.stop().await;
+}
+
 /// Back-pressure at the door: beyond `mllp_max_connections`, a sender waits to be served until
 /// a connection closes.
 async fn connection_limit(backend: Backend) {
@@ -462,6 +514,7 @@ crate::on_backends!(
     immunizations,
     concurrent,
     group_rewrites,
+    group_part_fails,
     duplicates,
     connection_limit,
     refusals_and_ack_header,
