@@ -89,12 +89,10 @@ impl Engine {
     /// Parts rarely fail once checked, and when one does the group runs again, each part in
     /// its own savepoint.
     async fn try_group(&self, parts: &[Part], ids: &[Vec<String>]) -> Result<(Vec<PartResult>, Durable)> {
-        if parts.len() > 1
-            && let Some(out) = self.try_group_at_once(parts, ids).await?
-        {
-            return Ok(out);
+        match self.try_group_at_once(parts, ids).await? {
+            Some(out) => Ok(out),
+            None => self.try_group_in_savepoints(parts, ids).await,
         }
-        self.try_group_in_savepoints(parts, ids).await
     }
 
     /// The group without savepoints, or `None` (nothing committed) when a part failed.

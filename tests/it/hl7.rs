@@ -337,37 +337,44 @@ async fn concurrent(backend: Backend) {
     srv.stop().await;
 }
 
+/// One part of a group commit: a conditional update of the Patient with `identifier` in
+/// system `urn:x`, recorded as message `control_id`.
+fn patient_part(control_id: &str, identifier: &str, family: &str) -> hearth::engine::Part {
+    use hearth::engine::{Method, Part, Request};
+    let requests = vec![Request {
+        method: Method::Put,
+        url: format!("Patient?identifier=urn:x|{identifier}"),
+        full_url: None,
+        resource: Some(serde_json::json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:x", "value": identifier}],
+            "name": [{"family": family}],
+        })),
+        if_match: None,
+        if_none_exist: None,
+    }];
+    let record = hearth::store::hl7::Received {
+        sender: "T^T".into(),
+        control_id: control_id.into(),
+        message_type: "ADT^A08".into(),
+        status: "AA",
+        ack: format!("ack of {control_id}"),
+        raw: String::new(),
+        received: 0,
+    };
+    Part::new(requests, record).unwrap()
+}
+
 /// Within one group commit, a resource created by one part and updated by the next keeps only
 /// the index rows of its last version.
 async fn group_rewrites(backend: Backend) {
-    use hearth::engine::{Method, Part, Request};
     let srv = start(backend).await;
-    let part = |n: usize, family: &str| {
-        let requests = vec![Request {
-            method: Method::Put,
-            url: "Patient?identifier=urn:x|grp".into(),
-            full_url: None,
-            resource: Some(serde_json::json!({
-                "resourceType": "Patient",
-                "identifier": [{"system": "urn:x", "value": "grp"}],
-                "name": [{"family": family}],
-            })),
-            if_match: None,
-            if_none_exist: None,
-        }];
-        let record = hearth::store::hl7::Received {
-            sender: "T^T".into(),
-            control_id: format!("grp{n}"),
-            message_type: "ADT^A08".into(),
-            status: "AA",
-            ack: String::new(),
-            raw: String::new(),
-            received: 0,
-        };
-        Part::new(requests, record).unwrap()
-    };
-    let results =
-        srv.state.engine.transaction_group(&[part(1, "First"), part(2, "Second"), part(3, "Third")]).await;
+    let parts = [
+        patient_part("grp1", "grp", "First"),
+        patient_part("grp2", "grp", "Second"),
+        patient_part("grp3", "grp", "Third"),
+    ];
+    let results = srv.state.engine.transaction_group(&parts).await;
     assert!(results.iter().all(|r| r.is_ok()));
     for (family, want) in [("First", 0), ("Second", 0), ("Third", 1)] {
         let b = json(srv.get(&format!("Patient?family:exact={family}")).await).await;
@@ -379,7 +386,6 @@ async fn group_rewrites(backend: Backend) {
 /// A part that fails inside a group (here: its condition matches two patients) is answered
 /// alone with its error and leaves nothing; the parts before and after it commit.
 async fn group_part_fails(backend: Backend) {
-    use hearth::engine::{Method, Part, Request};
     let srv = start(backend).await;
     for _ in 0..2 {
         let twin = serde_json::json!({
@@ -388,31 +394,11 @@ async fn group_part_fails(backend: Backend) {
         });
         assert_eq!(srv.post("Patient", &twin).await.status(), 201);
     }
-    let part = |n: usize, identifier: &str| {
-        let requests = vec![Request {
-            method: Method::Put,
-            url: format!("Patient?identifier=urn:x|{identifier}"),
-            full_url: None,
-            resource: Some(serde_json::json!({
-                "resourceType": "Patient",
-                "identifier": [{"system": "urn:x", "value": identifier}],
-                "name": [{"family": format!("Part{n}")}],
-            })),
-            if_match: None,
-            if_none_exist: None,
-        }];
-        let record = hearth::store::hl7::Received {
-            sender: "T^T".into(),
-            control_id: format!("part{n}"),
-            message_type: "ADT^A08".into(),
-            status: "AA",
-            ack: format!("ack{n}"),
-            raw: String::new(),
-            received: 0,
-        };
-        Part::new(requests, record).unwrap()
-    };
-    let parts = [part(1, "one"), part(2, "twin"), part(3, "three")];
+    let parts = [
+        patient_part("part1", "one", "Part1"),
+        patient_part("part2", "twin", "Part2"),
+        patient_part("part3", "three", "Part3"),
+    ];
     let results = srv.state.engine.transaction_group(&parts).await;
     assert!(results[0].is_ok() && results[2].is_ok());
     assert!(results[1].is_err(), "two patients match the second part's condition");
