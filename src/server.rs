@@ -108,7 +108,6 @@ pub fn start_hl7_writer(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let inbox = state.hl7_inbox.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-    let state = state.clone();
     let holder: Arc<dyn crate::hl7v2::AsEngine> = state.clone();
     Some(tokio::spawn(crate::hl7v2::ingest::run(holder, inbox, stop)))
 }

@@ -62,14 +62,13 @@ impl Engine {
     /// Each part's result, once the group's commit is durable.
     pub async fn finish_group(&self, parts: &[Part], commit: GroupCommit) -> Vec<Result<Committed>> {
         let written = match commit.0 {
-            Ok((written, durable)) => match durable.wait().await {
-                Ok(()) => written,
-                Err(e) => return parts.iter().map(|_| Err(Error::Internal(e.to_string()))).collect(),
-            },
+            Ok((written, durable)) => durable.wait().await.map(|()| written).map_err(|e| e.to_string()),
             // Nothing committed: every part in the group fails with it.
-            Err(e) => {
-                return parts.iter().map(|_| Err(Error::Internal(format!("not stored: {e}")))).collect();
-            }
+            Err(e) => Err(format!("not stored: {e}")),
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err(why) => return parts.iter().map(|_| Err(Error::Internal(why.clone()))).collect(),
         };
         let mut out = Vec::with_capacity(parts.len());
         for (part, w) in parts.iter().zip(written) {
@@ -89,45 +88,28 @@ impl Engine {
     /// Parts rarely fail once checked, and when one does the group runs again, each part in
     /// its own savepoint.
     async fn try_group(&self, parts: &[Part], ids: &[Vec<String>]) -> Result<(Vec<PartResult>, Durable)> {
-        match self.try_group_at_once(parts, ids).await? {
+        match self.try_group_with(parts, ids, false).await? {
             Some(out) => Ok(out),
-            None => self.try_group_in_savepoints(parts, ids).await,
+            None => self
+                .try_group_with(parts, ids, true)
+                .await?
+                .ok_or_else(|| Error::Internal("a group in savepoints gave up".into())),
         }
     }
 
-    /// The group without savepoints, or `None` (nothing committed) when a part failed.
-    async fn try_group_at_once(
+    /// The group in one transaction, each part in its own savepoint when `savepoints` (one
+    /// that fails is undone alone); without them, `None` (nothing committed) as soon as a part
+    /// fails.
+    async fn try_group_with(
         &self,
         parts: &[Part],
         ids: &[Vec<String>],
+        savepoints: bool,
     ) -> Result<Option<(Vec<PartResult>, Durable)>> {
         let mut tx = self.store.begin().await?;
         let mut out = Vec::with_capacity(parts.len());
         for (part, ids) in parts.iter().zip(ids) {
-            match tx.hl7_record(&part.record).await? {
-                true => match self.apply(&mut tx, &part.requests, ids).await {
-                    Ok(changes) => out.push(Ok(Some(changes))),
-                    Err(e) if is_write_conflict(&e) => return Err(e),
-                    // Dropping the transaction rolls it back.
-                    Err(_) => return Ok(None),
-                },
-                false => out.push(Ok(None)),
-            }
-        }
-        let durable = tx.commit_before_sync().await?;
-        Ok(Some((out, durable)))
-    }
-
-    /// Each part in its savepoint, so that one that fails is undone alone.
-    async fn try_group_in_savepoints(
-        &self,
-        parts: &[Part],
-        ids: &[Vec<String>],
-    ) -> Result<(Vec<PartResult>, Durable)> {
-        let mut tx = self.store.begin().await?;
-        let mut out = Vec::with_capacity(parts.len());
-        for (part, ids) in parts.iter().zip(ids) {
-            let mark = tx.savepoint().await?;
+            let mark = if savepoints { Some(tx.savepoint().await?) } else { None };
             // The record first: a copy of a message accepted meanwhile (sent again while the
             // first was on its way) stops here, and on PostgreSQL a concurrent copy waits on
             // the record's key until this one commits.
@@ -136,20 +118,23 @@ impl Engine {
                 Ok(false) => Ok(None),
                 Err(e) => Err(e),
             };
-            match done {
-                Ok(Some(changes)) => {
-                    tx.release(mark).await?;
-                    out.push(Ok(Some(changes)));
-                }
+            match (done, mark) {
                 // Another writer's change: the whole group is tried again.
-                Err(e) if is_write_conflict(&e) => return Err(e),
-                other => {
+                (Err(e), _) if is_write_conflict(&e) => return Err(e),
+                // Dropping the transaction rolls it back.
+                (Err(_), None) => return Ok(None),
+                (Err(e), Some(mark)) => {
                     tx.rollback_to(mark).await?;
-                    out.push(other);
+                    out.push(Err(e));
                 }
+                (Ok(changes), Some(mark)) => {
+                    tx.release(mark).await?;
+                    out.push(Ok(changes));
+                }
+                (Ok(changes), None) => out.push(Ok(changes)),
             }
         }
         let durable = tx.commit_before_sync().await?;
-        Ok((out, durable))
+        Ok(Some((out, durable)))
     }
 }

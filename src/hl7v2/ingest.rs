@@ -158,7 +158,7 @@ async fn writer(
             }
         };
         let Some(first) = first else { break };
-        let plan = if stopping || !fill { Plan::default() } else { lock(senders).plan() };
+        let plan = if stopping || !fill { Plan::ANY } else { lock(senders).plan() };
         let jobs = gather(first, &mut inbox, &plan).await;
         drop(inbox);
         let mut parts = Vec::with_capacity(jobs.len());
@@ -196,12 +196,16 @@ fn lock(senders: &Mutex<Senders>) -> std::sync::MutexGuard<'_, Senders> {
 }
 
 /// How a group is gathered.
-#[derive(Default)]
 struct Plan {
     /// Senders worth waiting for: answered recently and nothing in flight.
     expected: Vec<Sender>,
     /// The most messages the group takes.
     limit: usize,
+}
+
+impl Plan {
+    /// What is waiting, waiting for no one.
+    const ANY: Plan = Plan { expected: Vec::new(), limit: GROUP_MAX };
 }
 
 impl Senders {
@@ -222,10 +226,9 @@ impl Senders {
 /// until every `expected` sender has a message in the group; up to the plan's limit.
 async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, plan: &Plan) -> Vec<Job> {
     let deadline = Instant::now() + FILL_WAIT;
-    let limit = if plan.limit == 0 { GROUP_MAX } else { plan.limit };
     let mut missing: Vec<Sender> = plan.expected.iter().copied().filter(|s| *s != first.sender).collect();
     let mut jobs = vec![first];
-    while jobs.len() < limit {
+    while jobs.len() < plan.limit {
         let next = match rx.try_recv() {
             Ok(j) => Some(j),
             Err(_) if missing.is_empty() => None,
@@ -284,7 +287,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         // Nothing expected: what is queued, no more.
         assert!(tx.send(job(b)).await.is_ok());
-        assert_eq!(gather(job(a), &mut rx, &Plan::default()).await.len(), 2);
+        assert_eq!(gather(job(a), &mut rx, &Plan::ANY).await.len(), 2);
         // An expected sender that arrives later joins the group.
         let late = tx.clone();
         tokio::spawn(async move { late.send(job(b)).await.is_ok() });

@@ -278,16 +278,13 @@ impl Connection {
     fn prepared(&mut self, sql: &str) -> Result<&Statement> {
         if !self.statements.contains_key(sql) {
             if self.statements.len() >= MAX_STATEMENTS {
-                self.finalize_all();
+                // Dropping a statement finalizes it; none is running between runs.
+                self.statements.clear();
             }
             let statement = prepare(self.db, sql)?;
             self.statements.insert(sql.to_string(), statement);
         }
         self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()))
-    }
-
-    fn finalize_all(&mut self) {
-        self.statements.clear();
     }
 
     /// True inside a transaction.
@@ -299,8 +296,8 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.finalize_all();
-        // SAFETY: the handle is closed once, after its last statement was finalized.
+        self.statements.clear();
+        // SAFETY: the handle is closed once, after its last statement was finalized (dropped).
         unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
     }
 }
@@ -334,8 +331,8 @@ fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<Statement> {
     let count = unsafe { ffi::sqlite3_bind_parameter_count(raw.as_ptr()) };
     let mut params = Vec::with_capacity(count as usize);
     for i in 1..=count {
+        // SAFETY: as above, for a parameter index within the count.
         let name = unsafe { ffi::sqlite3_bind_parameter_name(raw.as_ptr(), i) };
-        // SAFETY: as above.
         let n = (!name.is_null())
             .then(|| unsafe { CStr::from_ptr(name) }.to_str().ok())
             .flatten()
@@ -525,8 +522,8 @@ mod tests {
 
     #[tokio::test]
     async fn binds_by_number_commits_and_rolls_back() {
-        let dir = std::env::temp_dir().join(format!("hearth-direct-{}", crate::engine::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
         let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
         sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
@@ -562,6 +559,5 @@ mod tests {
         assert_eq!(count.0, 1);
         drop(writer);
         pool.close().await;
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

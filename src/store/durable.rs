@@ -171,8 +171,8 @@ mod tests {
 
     #[tokio::test]
     async fn answers_each_commit_after_a_sync_that_covers_it() {
-        let dir = std::env::temp_dir().join(format!("hearth-durable-{}", crate::engine::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let wal = dir.join("t.db-wal");
         std::fs::write(&wal, b"frames").unwrap();
         let sync = Arc::new(WalSync::start(wal.clone()).unwrap());
@@ -194,6 +194,5 @@ mod tests {
         let f = broken.committed();
         assert!(Durable::after(broken.clone(), f).wait().await.is_err());
         drop(sync);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -17,7 +17,7 @@ pub struct Received {
 
 /// A message that was accepted keeps its first record; one that was refused or failed (and
 /// stored nothing) is recorded again when it is sent again. A new message — nearly every one —
-/// takes the plain INSERT; an upsert with RETURNING cost SQLite about four times as much.
+/// takes the plain INSERT; an upsert with RETURNING cost SQLite about three times as much.
 pub(super) const INSERT: &str = "INSERT INTO hl7_message (sender, control_id, message_type, received, status, ack, raw) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sender, control_id) DO NOTHING";
 pub(super) const REPLACE: &str = "UPDATE hl7_message SET message_type = $3, received = $4, status = $5, ack = $6, \

@@ -270,8 +270,9 @@ pub enum Dialect {
 }
 
 pub(crate) enum Backend {
-    /// SQLite allows one writer at a time: a dedicated single-connection pool serializes writes
-    /// in-process instead of retrying on SQLITE_BUSY; reads use their own pool (WAL).
+    /// SQLite allows one writer at a time: resource transactions queue for the one `direct`
+    /// connection, other writes for the single-connection `writer` pool, and SQLite's write
+    /// lock orders the two; reads use their own pool (WAL).
     Sqlite {
         /// Writes outside resource transactions (auth, bulk jobs, parameters).
         writer: SqlitePool,

@@ -216,26 +216,21 @@ impl Tx {
 
     /// Runs a statement on either backend.
     pub(super) async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<()> {
-        match &mut self.conn {
-            Conn::Sqlite(s) => {
-                s.execute(sql, params)?;
-                // SQLite runs on this task's thread: a long transaction lets other tasks run
-                // now and then instead of holding the worker to the end.
-                tokio::task::coop::consume_budget().await;
-            }
-            Conn::Postgres(tx) => {
-                pg_query(sql, params).execute(&mut **tx).await?;
-            }
-        }
-        Ok(())
+        self.changed(sql, params).await.map(drop)
     }
 
     /// Runs a statement on either backend; the number of rows it changed.
     async fn changed(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
-        Ok(match &mut self.conn {
-            Conn::Sqlite(s) => s.execute(sql, params)?,
-            Conn::Postgres(tx) => pg_query(sql, params).execute(&mut **tx).await?.rows_affected(),
-        })
+        match &mut self.conn {
+            Conn::Sqlite(s) => {
+                let n = s.execute(sql, params)?;
+                // SQLite runs on this task's thread: a long transaction lets other tasks run
+                // now and then instead of holding the worker to the end.
+                tokio::task::coop::consume_budget().await;
+                Ok(n)
+            }
+            Conn::Postgres(tx) => Ok(pg_query(sql, params).execute(&mut **tx).await?.rows_affected()),
+        }
     }
 
     /// Runs a query on either backend and returns its rows.
