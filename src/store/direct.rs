@@ -5,8 +5,9 @@
 //! transaction runs a dozen or more statements in a row. Here the write connection is opened
 //! with SQLite's own API and called on the transaction's thread: no hand-off per statement,
 //! parameters bound by position without copying, statements prepared once and kept for the
-//! life of the connection. The COMMIT runs on a blocking thread, and does not wait for the disk:
-//! `durable.rs` syncs the WAL for many commits at once.
+//! life of the connection. The COMMIT runs on a blocking thread, writes its WAL frames in one
+//! go (`walbuf.rs`) and does not wait for the disk: `durable.rs` syncs the WAL for many commits
+//! at once.
 //!
 //! The sqlx writer pool (`connect.rs`) stays for the writes outside resource transactions
 //! (auth, bulk jobs, migrations); SQLite's write lock orders the two connections.
@@ -201,10 +202,13 @@ impl Writer {
 
 impl Connection {
     fn open(path: &CStr) -> Result<Connection> {
+        super::walbuf::register()
+            .map_err(|rc| Error::Internal(format!("cannot register the WAL buffer VFS: code {rc}")))?;
         let mut db = std::ptr::null_mut();
         let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_NOMUTEX;
+        let vfs = super::walbuf::NAME.as_ptr();
         // SAFETY: a NUL-terminated path; `db` receives a handle (even on failure, to be closed).
-        let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, std::ptr::null()) };
+        let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, vfs) };
         let db = NonNull::new(db).ok_or_else(|| Error::Internal("sqlite3_open_v2 gave no handle".into()))?;
         // From here `conn` owns the handle: its Drop closes it.
         let mut conn = Connection { db, statements: HashMap::new() };
@@ -214,11 +218,13 @@ impl Connection {
             ffi::sqlite3_extended_result_codes(db.as_ptr(), 1);
             ffi::sqlite3_busy_timeout(db.as_ptr(), BUSY_TIMEOUT_MS);
         }
-        // Commits return before the disk has their pages: `durable.rs` syncs and answers them.
-        // The other settings are those of the pools (`connect.rs`).
+        // FULL with checkpoint_fullfsync: each commit's sync of the WAL (SQLITE_SYNC_NORMAL)
+        // only writes out the frames `walbuf.rs` gathered, and returns before the disk has
+        // them — `durable.rs` syncs and answers; a checkpoint's (SQLITE_SYNC_FULL) syncs. The
+        // other settings are those of the pools (`connect.rs`).
         conn.exec(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768; PRAGMA temp_store = memory; \
-             PRAGMA wal_autocheckpoint = 10000",
+            "PRAGMA synchronous = FULL; PRAGMA checkpoint_fullfsync = ON; \
+             PRAGMA cache_size = -32768; PRAGMA temp_store = memory; PRAGMA wal_autocheckpoint = 10000",
         )?;
         let mode = conn.query("PRAGMA journal_mode", &[])?;
         if mode != [vec![Value::Text("wal".into())]] {

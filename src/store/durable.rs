@@ -1,7 +1,8 @@
 //! Group durability for SQLite commits.
 //!
-//! The write connection commits with `synchronous = NORMAL`: a COMMIT appends its pages to the
-//! WAL and returns without waiting for the disk, so the next transaction can begin at once.
+//! The write connection's COMMIT appends its pages to the WAL and returns without waiting for
+//! the disk (`walbuf.rs`: the commit's sync only writes out its gathered frames), so the next
+//! transaction can begin at once.
 //! Durability comes from here: one thread syncs the WAL file, and every commit is answered
 //! only after a sync that began after it. One sync covers every commit made before it began,
 //! so a sync's wait for the disk overlaps the next transactions' work instead of holding the

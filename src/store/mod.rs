@@ -17,6 +17,7 @@ mod oauth;
 mod page;
 mod query;
 mod tx;
+mod walbuf;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
