@@ -381,16 +381,21 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Version> {
-        let version = current.map_or(1, |c| c.version + 1);
-        // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
-        let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
-        let stamped = resource::stamp(value, id, version, now);
-        if rtype == "SearchParameter" {
-            // Refused before it is stored: a parameter that cannot work must not look accepted.
-            self.registry.check_custom(id, &stamped)?;
-        }
-        let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-        let index = search::index::extract(&self.registry, rtype, &stamped);
+        let stamped = stamp_version(&self.registry, rtype, id, current, value)?;
+        self.put_stamped(tx, rtype, id, current, stamped, method).await
+    }
+
+    /// Writes a version [`stamp_version`] made on `current`.
+    pub(super) async fn put_stamped(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        id: &str,
+        current: Option<Current>,
+        stamped: Stamped,
+        method: &str,
+    ) -> Result<Version> {
+        let Stamped { version, now, body, index } = stamped;
         let rkey = match current {
             Some(c) => {
                 tx.update(c.rkey, version, now, false, &body).await?;
@@ -462,6 +467,37 @@ impl Engine {
         tx.lock(lock_key(&[rtype, condition])).await?;
         tx.matching(rtype, &plan.filter, 2).await
     }
+}
+
+/// The next version of a resource, ready to be written: what a write computes without the
+/// database, so it can be made on another thread while the writer writes something else.
+pub(super) struct Stamped {
+    version: i64,
+    now: i64,
+    body: Vec<u8>,
+    index: crate::store::IndexRows,
+}
+
+/// Stamps `value` as the version after `current` (id, versionId, lastUpdated), serializes it and
+/// extracts its index rows.
+pub(super) fn stamp_version(
+    registry: &search::registry::Registry,
+    rtype: &str,
+    id: &str,
+    current: Option<Current>,
+    value: Value,
+) -> Result<Stamped> {
+    let version = current.map_or(1, |c| c.version + 1);
+    // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
+    let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
+    let stamped = resource::stamp(value, id, version, now);
+    if rtype == "SearchParameter" {
+        // Refused before it is stored: a parameter that cannot work must not look accepted.
+        registry.check_custom(id, &stamped)?;
+    }
+    let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
+    let index = search::index::extract(registry, rtype, &stamped);
+    Ok(Stamped { version, now, body, index })
 }
 
 pub(super) fn multiple_matches(rtype: &str, condition: &str) -> Error {
