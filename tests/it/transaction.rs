@@ -133,6 +133,59 @@ both!(transaction_is_all_or_nothing, |srv| {
     check(srv, "Observation", &[]).await;
 });
 
+/// A transaction with many writes has its versions stamped on another thread while earlier
+/// ones are written: the graph still resolves, entries keep their order, and a version that
+/// cannot be made late in the Bundle (an unusable SearchParameter, refused when stamped) still
+/// rolls back everything.
+both!(transaction_of_many_writes_is_whole, |srv| {
+    let observation = |k: usize| {
+        entry(
+            "POST",
+            "Observation",
+            None,
+            Some(json!({"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "urn:many", "code": format!("c{k}")}]},
+                "subject": {"reference": "urn:uuid:11111111-2222-3333-4444-555555555555"}})),
+        )
+    };
+    let patient = entry(
+        "POST",
+        "Patient",
+        Some("urn:uuid:11111111-2222-3333-4444-555555555555"),
+        Some(json!({"resourceType": "Patient", "identifier": [{"system": "urn:many", "value": "p"}]})),
+    );
+    let mut entries: Vec<Value> = (0..30).map(observation).collect();
+    entries.insert(15, patient.clone());
+    let resp = json(srv.post("", &bundle("transaction", entries)).await).await;
+    assert_eq!(statuses(&resp), vec!["201 Created".to_string(); 31]);
+    let pid = located(&resp, 15);
+    assert!(pid.starts_with("Patient/"), "{pid}");
+    assert!(located(&resp, 16).starts_with("Observation/"));
+    let page = json(srv.get(&format!("Observation?subject={pid}&_count=100")).await).await;
+    assert_eq!(page["total"], 30, "{page}");
+    let first = json(srv.get(&located(&resp, 0)).await).await;
+    assert_eq!(first["code"]["coding"][0]["code"], "c0");
+    assert_eq!(first["subject"]["reference"], pid.as_str());
+
+    // The last write is a SearchParameter whose code cannot be used: nothing is stored.
+    let mut entries: Vec<Value> = (100..130).map(observation).collect();
+    entries.insert(0, patient);
+    entries.push(entry(
+        "POST",
+        "SearchParameter",
+        None,
+        Some(json!({"resourceType": "SearchParameter", "url": "http://example.org/sp/bad",
+            "name": "bad", "status": "active", "description": "x", "code": "no good",
+            "base": ["Patient"], "type": "token", "expression": "Patient.gender"})),
+    ));
+    let oo = outcome(srv.post("", &bundle("transaction", entries)).await, 400).await;
+    assert!(oo.to_string().contains("Bundle.entry[31]"), "{oo}");
+    let page = json(srv.get("Observation?code=urn:many|c100").await).await;
+    assert_eq!(page["total"], 0, "{page}");
+    let page = json(srv.get("Patient?identifier=urn:many|p").await).await;
+    assert_eq!(page["total"], 1, "{page}");
+});
+
 both!(transaction_conditional_create_and_references, |srv| {
     put(srv, "Patient/known", json!({"identifier": [{"system": "urn:mrn", "value": "42"}]})).await;
     let mut create = entry(
