@@ -422,6 +422,13 @@ impl Session {
         Ok(unsafe { ffi::sqlite3_changes64(self.conn.db.as_ptr()) } as u64)
     }
 
+    /// Runs an INSERT into a rowid table; the new row's rowid.
+    pub fn insert(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<i64> {
+        self.conn.run(sql, binds, |_| ())?;
+        // SAFETY: a valid handle, used by this thread alone (see `Connection`).
+        Ok(unsafe { ffi::sqlite3_last_insert_rowid(self.conn.db.as_ptr()) })
+    }
+
     /// Runs a statement and returns its rows.
     pub fn query(&mut self, sql: &str, binds: &[Param<'_>]) -> Result<Vec<Vec<Value>>> {
         self.conn.query(sql, binds)

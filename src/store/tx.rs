@@ -309,15 +309,22 @@ impl Tx {
     /// violation, which the engine retries as an update.
     pub async fn insert(&mut self, rtype: &str, id: &str, last_updated: i64, body: &[u8]) -> Result<i64> {
         let sql = "INSERT INTO resource (rtype, id, version, last_updated, deleted, body) \
-                   VALUES ($1, $2, 1, $3, FALSE, $4) RETURNING rkey";
+                   VALUES ($1, $2, 1, $3, FALSE, $4)";
         let params = [Param::Text(rtype), Param::Text(id), Param::Int(last_updated), Param::Blob(body)];
-        let rows = self.rows(sql, &params).await?;
-        let [rkey] = cells(
-            rows.into_iter()
-                .next()
-                .ok_or_else(|| Error::Internal("INSERT … RETURNING gave no row".into()))?,
-        )?;
-        let rkey = rkey.int()?;
+        let rkey = match &mut self.conn {
+            // The new row's key without RETURNING, which SQLite implements by buffering the
+            // returned rows in a temporary table: ~30 % of this statement's time.
+            Conn::Sqlite(s) => s.insert(sql, &params)?,
+            Conn::Postgres(_) => {
+                let rows = self.rows(&format!("{sql} RETURNING rkey"), &params).await?;
+                let [rkey] = cells(
+                    rows.into_iter()
+                        .next()
+                        .ok_or_else(|| Error::Internal("INSERT … RETURNING gave no row".into()))?,
+                )?;
+                rkey.int()?
+            }
+        };
         self.inserted.push(rkey);
         Ok(rkey)
     }

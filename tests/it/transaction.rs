@@ -133,10 +133,10 @@ both!(transaction_is_all_or_nothing, |srv| {
     check(srv, "Observation", &[]).await;
 });
 
-/// A transaction with many writes has its versions stamped on another thread while earlier
-/// ones are written: the graph still resolves, entries keep their order, and a version that
-/// cannot be made late in the Bundle (an unusable SearchParameter, refused when stamped) still
-/// rolls back everything.
+// A transaction with many writes has its versions stamped on another thread while earlier
+// ones are written: the graph still resolves, entries keep their order, and a version that
+// cannot be made late in the Bundle (an unusable SearchParameter, refused when stamped) still
+// rolls back everything.
 both!(transaction_of_many_writes_is_whole, |srv| {
     let observation = |k: usize| {
         entry(
