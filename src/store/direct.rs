@@ -374,6 +374,9 @@ impl Session {
         // Another process holding the write lock (a CLI command beside the server) makes
         // SQLite wait in its busy handler: not on the async runtime's thread.
         let db = session.conn.db.as_ptr();
+        // Before the WAL's write lock is ours again: what an earlier transaction that did not
+        // commit left gathered must never reach the file.
+        super::walbuf::discard(db);
         // SAFETY: a valid handle, held.
         unsafe { ffi::sqlite3_busy_timeout(db, 0) };
         let first = session.conn.exec("BEGIN IMMEDIATE");

@@ -21,6 +21,12 @@
 //! header) while commits pass `SQLITE_SYNC_NORMAL`. So the shim syncs for `FULL` and only
 //! writes out for `NORMAL`.
 //!
+//! Bytes still gathered when a write transaction ends without a commit are frames SQLite
+//! spilled for that transaction: garbage once it is rolled back, and not the writer's to write
+//! any more — another connection may append its own frames at those offsets as soon as the
+//! WAL's write lock is free. So they are dropped, never written: when the writer begins its
+//! next transaction ([`discard`]) and when the file closes. (A commit leaves nothing gathered.)
+//!
 //! Only WAL files are wrapped; the database file and its shared memory are the default VFS's
 //! own, so locking and the WAL index are shared with the sqlx pools as before.
 
@@ -191,17 +197,40 @@ macro_rules! forward {
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: see `shim`; the Shim is dropped once, here, and the file closed after.
+    // SAFETY: see `shim`; the Shim (with whatever a rolled-back transaction left gathered: see
+    // the module's comment) is dropped once, here, and the file closed after.
     unsafe {
         let s = shim(file);
-        let flushed = s.flush(file);
         let real = s.real;
         std::ptr::drop_in_place(s as *mut Shim);
-        let closed = match (*real).xClose {
+        match (*real).xClose {
             Some(f) => f(file),
             None => ffi::SQLITE_OK,
-        };
-        if flushed != ffi::SQLITE_OK { flushed } else { closed }
+        }
+    }
+}
+
+/// Drops what a transaction of `db` that did not commit left gathered for its WAL. Called
+/// before the connection's next transaction begins, by the one thread using it.
+pub fn discard(db: *mut ffi::sqlite3) {
+    let mut wal: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: a valid handle; the file control writes the WAL's file object (or leaves null).
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            &mut wal as *mut *mut ffi::sqlite3_file as *mut c_void,
+        )
+    };
+    if rc != ffi::SQLITE_OK || wal.is_null() {
+        return;
+    }
+    // SAFETY: an open file object of this connection; ours only if it carries our methods.
+    unsafe {
+        if std::ptr::eq((*wal).pMethods, &WAL_METHODS) {
+            shim(wal).buf.clear();
+        }
     }
 }
 
@@ -363,6 +392,50 @@ mod tests {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
         let ok: (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
         assert_eq!(ok.0, "ok");
+        drop(writer);
+        pool.close().await;
+    }
+
+    /// Frames a rolled-back transaction spilled are never written over what another connection
+    /// committed after it.
+    #[tokio::test]
+    async fn a_rolled_back_spill_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", tmp.path().display());
+        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").execute(&pool).await.unwrap();
+        let blob = vec![7u8; 3000];
+        // An empty WAL: undoing the transaction below reads only the database file.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
+        let writer = Writer::open(&tmp.path().join("t.db")).await.unwrap();
+        let mut s = Session::begin(&writer).await.unwrap();
+        // A small page cache: the pages of this transaction spill into the WAL before it ends.
+        s.exec("PRAGMA cache_size = 20").unwrap();
+        for i in 0..500 {
+            s.execute("INSERT INTO t (k, v) VALUES ($1, $2)", &[Param::Int(i), Param::Blob(&blob)]).unwrap();
+        }
+        drop(s);
+        // Another connection commits where the spilled frames would have gone.
+        let other = vec![9u8; 3000];
+        for k in 0..50i64 {
+            sqlx::query("INSERT INTO t (k, v) VALUES (?, ?)")
+                .bind(10_000 + k)
+                .bind(&other)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let mut s = Session::begin(&writer).await.unwrap();
+        s.exec("PRAGMA cache_size = -32768").unwrap();
+        s.execute("INSERT INTO t (k, v) VALUES ($1, $2)", &[Param::Int(1), Param::Blob(&blob)]).unwrap();
+        s.commit(|| {}).await.unwrap().wait().await.unwrap();
+        let ok: (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
+        assert_eq!(ok.0, "ok");
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT k, v FROM t ORDER BY k").fetch_all(&pool).await.unwrap();
+        assert_eq!(rows.len(), 51);
+        assert!(rows[1..].iter().all(|(k, v)| *k >= 10_000 && *v == other));
         drop(writer);
         pool.close().await;
     }
