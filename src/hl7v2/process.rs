@@ -74,13 +74,15 @@ async fn handle(
         return Some(ack(Some(&m), AckCode::AR, &[missing]));
     }
     let failed = |e: Error| ack(Some(&m), AckCode::AE, &[Problem::new("MSH", 207, e.to_string())]);
-    if !again {
-        match engine.store.hl7_ack(&sender, &control_id).await {
-            Ok(Some(first)) => return Some(first),
-            Ok(None) => {}
-            Err(e) => return Some(failed(e)),
+    // A copy of a message accepted before is not looked up first (one query per message on the
+    // read pool): its record stops it in the writer's transaction (`Commit::AlreadyAccepted`),
+    // and every way of failing asks for an earlier acceptance before answering AE or AR.
+    let earlier = || async {
+        match again {
+            true => None,
+            false => engine.store.hl7_ack(&sender, &control_id).await.ok().flatten(),
         }
-    }
+    };
     let received = |code: AckCode, answer: &str| crate::store::hl7::Received {
         sender: sender.clone(),
         control_id: control_id.clone(),
@@ -92,11 +94,14 @@ async fn handle(
     };
     let known = match lookups(engine, &m).await {
         Ok(k) => k,
-        Err(e) => return Some(failed(e)),
+        Err(e) => return Some(earlier().await.unwrap_or_else(|| failed(e))),
     };
     let requests = match requests_of(&m, &known) {
         Ok(r) => r,
         Err((code, problems)) => {
+            if let Some(first) = earlier().await {
+                return Some(first);
+            }
             let answer = ack(Some(&m), code, &problems);
             remember(engine, &received(code, &answer)).await;
             return Some(answer);
@@ -117,6 +122,9 @@ async fn handle(
             Err(e) => failed(e),
         }),
         Commit::Failed(e) => {
+            if let Some(first) = earlier().await {
+                return Some(first);
+            }
             let answer = ack(Some(&m), AckCode::AE, &problems_of(&e));
             remember(engine, &received(AckCode::AE, &answer)).await;
             Some(answer)

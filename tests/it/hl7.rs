@@ -97,6 +97,11 @@ async fn listener(backend: Backend) {
     assert_eq!(field(&again, "MSA", 1), "AA");
     assert_eq!(field(&again, "MSH", 10), field(&ack, "MSH", 10), "the same ACK");
     assert_eq!(patients(&srv, "M100").await["entry"][0]["resource"]["meta"]["versionId"], "2");
+    // A copy that would now be refused (another version) is still a copy: the first ACK.
+    let refused =
+        exchange(&mut conn, &adt("c2", "A08", "M100", "Changed").replace("|P|2.5.1", "|P|2.1")).await;
+    assert_eq!(field(&refused, "MSA", 1), "AA", "{refused}");
+    assert_eq!(field(&refused, "MSH", 10), field(&ack, "MSH", 10), "the same ACK");
     // Not supported: AR with the reason, nothing stored.
     let mfn = adt("c3", "A01", "M200", "Lab").replace("ADT^A01^ADT_A01", "MFN^M02^MFN_M02");
     let ack = exchange(&mut conn, &mfn).await;
