@@ -357,17 +357,24 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 #[cfg(test)]
 mod tests {
     use super::super::direct::{Param, Session, Value, Writer};
+    use sqlx::SqlitePool;
     use sqlx::sqlite::SqlitePoolOptions;
+
+    /// A WAL database in `tmp` with a table `t (k, v)`, and a pool of `n` connections on it.
+    async fn table(tmp: &tempfile::TempDir, n: u32) -> SqlitePool {
+        let url = format!("sqlite://{}/t.db?mode=rwc", tmp.path().display());
+        let pool = SqlitePoolOptions::new().max_connections(n).connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").execute(&pool).await.unwrap();
+        pool
+    }
 
     /// Commits through the shim are seen at once by another connection (the default VFS),
     /// survive a checkpoint, and a transaction larger than the buffer is whole.
     #[tokio::test]
     async fn gathered_writes_are_seen_and_checkpointed() {
         let tmp = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db?mode=rwc", tmp.path().display());
-        let pool = SqlitePoolOptions::new().max_connections(2).connect(&url).await.unwrap();
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
-        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").execute(&pool).await.unwrap();
+        let pool = table(&tmp, 2).await;
         let writer = Writer::open(&tmp.path().join("t.db")).await.unwrap();
         let blob = vec![7u8; 3000];
         for round in 0..3i64 {
@@ -401,10 +408,7 @@ mod tests {
     #[tokio::test]
     async fn a_rolled_back_spill_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db?mode=rwc", tmp.path().display());
-        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
-        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").execute(&pool).await.unwrap();
+        let pool = table(&tmp, 1).await;
         let blob = vec![7u8; 3000];
         // An empty WAL: undoing the transaction below reads only the database file.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
