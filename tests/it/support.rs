@@ -85,7 +85,18 @@ impl Srv {
         let mut config =
             Config { database: db.url.clone(), auth: hearth::config::AuthMode::None, ..Config::default() };
         tweak(&mut config);
-        let state = hearth::server::state(&config).await.expect("server state");
+        // A server stopped just before may still be letting go of the database (its last
+        // tasks drop their handles a moment after `stop` returns): wait for its lock file.
+        let mut tries = 0;
+        let state = loop {
+            match hearth::server::state(&config).await {
+                Err(e) if tries < 100 && e.to_string().contains("in use by another Hearth process") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => break other.expect("server state"),
+            }
+        };
         let shared = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
