@@ -343,54 +343,53 @@ impl Engine {
         order.sort_by_key(|i| requests[*i].method);
         // What each new version is based on, read before any is written: the entries are
         // distinct resources, so no write changes another's base.
-        let mut writes: HashMap<usize, Base> = HashMap::new();
-        for &i in &order {
-            let base = match plan[i].take() {
-                Some(Step::Create(t, id)) => Base { rtype: t, id, current: None, method: "POST" },
-                Some(Step::PutNew(t, id)) => Base { rtype: t, id, current: None, method: "PUT" },
+        let mut steps: Vec<(usize, Next)> = Vec::with_capacity(order.len());
+        for i in order {
+            let next = match plan[i].take() {
+                Some(Step::Create(t, id)) => {
+                    Next::Write(Base { rtype: t, id, current: None, method: "POST" })
+                }
+                Some(Step::PutNew(t, id)) => Next::Write(Base { rtype: t, id, current: None, method: "PUT" }),
                 Some(Step::Put(t, id)) => {
                     let current = tx.current(&t, &id).await.map_err(|e| e.in_entry(i))?;
                     check_if_match(current.as_ref(), requests[i].if_match).map_err(|e| e.in_entry(i))?;
-                    Base { rtype: t, id, current, method: "PUT" }
+                    Next::Write(Base { rtype: t, id, current, method: "PUT" })
                 }
-                other => {
-                    plan[i] = other;
-                    continue;
-                }
+                Some(other) => Next::Other(other),
+                None => continue,
             };
-            writes.insert(i, base);
+            steps.push((i, next));
         }
-        let mut stamped = self.stamp_ahead(&order, &mut writes, &mut resources);
+        let mut stamped = self.stamp_ahead(&steps, &mut resources);
         let mut out: Vec<Option<Change>> = (0..n).map(|_| None).collect();
-        for i in order {
-            let done = match (writes.remove(&i), plan[i].take()) {
-                (Some(base), _) => match stamped.next(i).await {
-                    Ok(s) => self.write_stamped(tx, base, s).await,
+        for (i, next) in steps {
+            let done = match next {
+                Next::Write(b) => match stamped.next(i).await {
+                    Ok(s) => self
+                        .write_stamped(tx, &b.rtype, &b.id, b.current, s, b.method)
+                        .await
+                        .map(Change::Written),
                     Err(e) => Err(e),
                 },
-                (None, Some(step)) => self.execute(tx, step).await,
-                (None, None) => continue,
+                Next::Other(step) => self.execute(tx, step).await,
             };
             out[i] = Some(done.map_err(|e| e.in_entry(i))?);
         }
         Ok(out)
     }
 
-    /// Stamps the new versions of `writes`, in `order`: the first here, the others on a
+    /// Stamps the new versions among `steps`, in their order: the first here, the others on a
     /// blocking thread while the writer writes the ones before them. (Serializing and
     /// indexing a version is about a third of a write's time on the writer.)
-    fn stamp_ahead(
-        &self,
-        order: &[usize],
-        writes: &mut HashMap<usize, Base>,
-        resources: &mut [Option<Value>],
-    ) -> StampQueue {
-        let mut jobs: Vec<(usize, String, String, Option<Current>, Value)> = order
+    fn stamp_ahead(&self, steps: &[(usize, Next)], resources: &mut [Option<Value>]) -> StampQueue {
+        let mut jobs: Vec<(usize, String, String, Option<Current>, Value)> = steps
             .iter()
-            .filter_map(|i| {
-                let b = writes.get(i)?;
-                let value = with_id(resources[*i].take(), &b.id);
-                Some((*i, b.rtype.clone(), b.id.clone(), b.current, value))
+            .filter_map(|(i, next)| match next {
+                Next::Write(b) => {
+                    let value = with_id(resources[*i].take(), &b.id);
+                    Some((*i, b.rtype.clone(), b.id.clone(), b.current, value))
+                }
+                Next::Other(_) => None,
             })
             .collect();
         let mut queue = StampQueue { ready: VecDeque::new(), later: None };
@@ -414,14 +413,6 @@ impl Engine {
             queue.later = Some(receive);
         }
         queue
-    }
-
-    async fn write_stamped(&self, tx: &mut Tx, base: Base, stamped: Stamped) -> Result<Change> {
-        let Base { rtype, id, current, method } = base;
-        // Updating a deleted resource brings it back, as a create would.
-        let created = current.is_none_or(|c| c.deleted);
-        let version = self.put_stamped(tx, &rtype, &id, current, stamped, method).await?;
-        Ok(Change::Written(Written { version, created, existing: false }))
     }
 
     /// Decides an entry's write inside the transaction: conditions are resolved here.
@@ -552,6 +543,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// What an entry does in the transaction's last phase.
+enum Next {
+    /// A new version of a resource.
+    Write(Base),
+    /// A step that writes none: a conditional create's match, a delete.
+    Other(Step),
 }
 
 /// What a new version is written on: the resource, its current row when it has one, and the

@@ -365,9 +365,23 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Written> {
+        let stamped = stamp_version(&self.registry, rtype, id, current, value)?;
+        self.write_stamped(tx, rtype, id, current, stamped, method).await
+    }
+
+    /// Writes a version [`stamp_version`] made on `current`, as a create or update.
+    pub(super) async fn write_stamped(
+        &self,
+        tx: &mut Tx,
+        rtype: &str,
+        id: &str,
+        current: Option<Current>,
+        stamped: Stamped,
+        method: &str,
+    ) -> Result<Written> {
         // Updating a deleted resource brings it back, as a create would.
         let created = current.is_none_or(|c| c.deleted);
-        let version = self.put(tx, rtype, id, current, value, method).await?;
+        let version = self.put_stamped(tx, rtype, id, current, stamped, method).await?;
         Ok(Written { version, created, existing: false })
     }
 

@@ -78,10 +78,7 @@ async fn handle(
     // read pool): its record stops it in the writer's transaction (`Commit::AlreadyAccepted`),
     // and every way of failing asks for an earlier acceptance before answering AE or AR.
     let earlier = || async {
-        match again {
-            true => None,
-            false => engine.store.hl7_ack(&sender, &control_id).await.ok().flatten(),
-        }
+        if again { None } else { engine.store.hl7_ack(&sender, &control_id).await.ok().flatten() }
     };
     let received = |code: AckCode, answer: &str| crate::store::hl7::Received {
         sender: sender.clone(),

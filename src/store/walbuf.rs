@@ -259,14 +259,12 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: see `shim`.
-    let s = unsafe { shim(file) };
-    let rc = unsafe { s.flush(file) };
-    if rc != ffi::SQLITE_OK || flags & 0x0f != ffi::SQLITE_SYNC_FULL {
+    if flags & 0x0f != ffi::SQLITE_SYNC_FULL {
         // A commit: on the file now, on disk by `durable.rs`.
-        return rc;
+        // SAFETY: see `shim`.
+        return unsafe { shim(file).flush(file) };
     }
-    forward!(file, xSync, ffi::SQLITE_OK, flags)
+    after_flush!(file, xSync, flags)
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
@@ -298,42 +296,10 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
     forward!(file, xDeviceCharacteristics, 0,)
 }
 
-unsafe extern "C" fn shm_map(
-    file: *mut ffi::sqlite3_file,
-    page: c_int,
-    size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    forward!(file, xShmMap, ffi::SQLITE_IOERR, page, size, extend, out)
-}
-
-unsafe extern "C" fn shm_lock(file: *mut ffi::sqlite3_file, at: c_int, n: c_int, flags: c_int) -> c_int {
-    forward!(file, xShmLock, ffi::SQLITE_IOERR, at, n, flags)
-}
-
-unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    forward!(file, xShmBarrier, (),)
-}
-
-unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    forward!(file, xShmUnmap, ffi::SQLITE_OK, delete)
-}
-
-unsafe extern "C" fn fetch(file: *mut ffi::sqlite3_file, at: i64, n: c_int, out: *mut *mut c_void) -> c_int {
-    // No memory mapping of the WAL: SQLite then reads it with xRead (which writes out first).
-    // SAFETY: SQLite passes a valid out pointer.
-    unsafe { *out = std::ptr::null_mut() };
-    let _ = (file, at, n);
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn unfetch(_file: *mut ffi::sqlite3_file, _at: i64, _p: *mut c_void) -> c_int {
-    ffi::SQLITE_OK
-}
-
+/// Version 1: SQLite asks the WAL file for nothing else (shared memory and memory mapping are
+/// the database file's).
 static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    iVersion: 3,
+    iVersion: 1,
     xClose: Some(close),
     xRead: Some(read),
     xWrite: Some(write),
@@ -346,12 +312,12 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xFileControl: Some(file_control),
     xSectorSize: Some(sector_size),
     xDeviceCharacteristics: Some(device_characteristics),
-    xShmMap: Some(shm_map),
-    xShmLock: Some(shm_lock),
-    xShmBarrier: Some(shm_barrier),
-    xShmUnmap: Some(shm_unmap),
-    xFetch: Some(fetch),
-    xUnfetch: Some(unfetch),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
 };
 
 #[cfg(test)]
