@@ -5,8 +5,10 @@
 //! its savepoint and answered alone; the others commit.
 
 use super::Engine;
+use super::draft::Drafts;
 use super::transaction::{Change, Outcome, Request, check_requests};
 use crate::error::{Error, Result};
+use crate::search::Registry;
 use crate::store::hl7::Received;
 use crate::store::{Durable, is_write_conflict};
 
@@ -16,13 +18,21 @@ use crate::store::{Durable, is_write_conflict};
 pub struct Part {
     requests: Vec<Request>,
     record: Received,
+    drafts: Option<Drafts>,
 }
 
 impl Part {
     /// A part whose requests pass the checks a transaction makes before the database.
     pub fn new(requests: Vec<Request>, record: Received) -> Result<Part> {
         check_requests(&requests)?;
-        Ok(Part { requests, record })
+        Ok(Part { requests, record, drafts: None })
+    }
+
+    /// The part with its index rows extracted here, on the sender's task, instead of on the
+    /// writer (`draft.rs`).
+    pub fn drafted(self, registry: &Registry) -> Part {
+        let drafts = Some(Drafts::make(registry, &self.requests));
+        Part { drafts, ..self }
     }
 }
 
@@ -114,7 +124,7 @@ impl Engine {
             // first was on its way) stops here, and on PostgreSQL a concurrent copy waits on
             // the record's key until this one commits.
             let done = match tx.hl7_record(&part.record).await {
-                Ok(true) => self.apply(&mut tx, &part.requests, ids).await.map(Some),
+                Ok(true) => self.apply(&mut tx, &part.requests, ids, part.drafts.as_ref()).await.map(Some),
                 Ok(false) => Ok(None),
                 Err(e) => Err(e),
             };

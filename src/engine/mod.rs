@@ -8,6 +8,7 @@
 pub mod audit;
 mod bulk;
 mod confine;
+mod draft;
 mod group;
 mod include;
 mod load;

@@ -10,12 +10,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
+use super::draft::Drafts;
 use super::write::{Stamped, check_if_match, multiple_matches, stamp_version};
 use super::{Deleted, Engine, SearchResult, Written};
 use crate::error::{Error, IssueCode, Result};
 use crate::resource;
 use crate::search::Handling;
-use crate::store::{Current, Tx, Version};
+use crate::store::{Current, IndexRows, Tx, Version};
 
 /// Fewest new versions in a transaction for which they are stamped on another thread.
 const STAMP_AHEAD_MIN: usize = 16;
@@ -297,17 +298,19 @@ impl Engine {
 
     async fn try_transaction(&self, requests: &[Request], ids: &[String]) -> Result<Vec<Option<Change>>> {
         let mut tx = self.store.begin().await?;
-        let out = self.apply(&mut tx, requests, ids).await?;
+        let out = self.apply(&mut tx, requests, ids, None).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     /// The transaction's writes inside `tx`: conditions, references, then the writes.
+    /// `drafts`: the entries' index rows, when they were extracted ahead.
     pub(super) async fn apply(
         &self,
         tx: &mut Tx,
         requests: &[Request],
         ids: &[String],
+        drafts: Option<&Drafts>,
     ) -> Result<Vec<Option<Change>>> {
         let n = requests.len();
         // Phase 1: where each entry writes, and what its fullUrl stands for.
@@ -332,7 +335,9 @@ impl Engine {
             plan[i] = Some(step);
         }
         // Phase 2: references to other entries and conditional references.
-        let mut resources: Vec<Option<Value>> = requests.iter().map(|r| r.resource.clone()).collect();
+        let mut resources: Vec<Option<Value>> = drafts
+            .and_then(Drafts::resources)
+            .unwrap_or_else(|| requests.iter().map(|r| r.resource.clone()).collect());
         for (i, res) in resources.iter_mut().enumerate() {
             if let Some(v) = res {
                 self.rewrite(tx, v, &aliases).await.map_err(|e| e.in_entry(i))?;
@@ -360,7 +365,8 @@ impl Engine {
             };
             steps.push((i, next));
         }
-        let mut stamped = self.stamp_ahead(&steps, &mut resources);
+        let drafted = |i: usize| drafts.and_then(|d| d.rows(&self.registry, i, &aliases));
+        let mut stamped = self.stamp_ahead(&steps, &mut resources, drafted);
         let mut out: Vec<Option<Change>> = (0..n).map(|_| None).collect();
         for (i, next) in steps {
             let done = match next {
@@ -381,13 +387,18 @@ impl Engine {
     /// Stamps the new versions among `steps`, in their order: the first here, the others on a
     /// blocking thread while the writer writes the ones before them. (Serializing and
     /// indexing a version is about a third of a write's time on the writer.)
-    fn stamp_ahead(&self, steps: &[(usize, Next)], resources: &mut [Option<Value>]) -> StampQueue {
-        let mut jobs: Vec<(usize, String, String, Option<Current>, Value)> = steps
+    fn stamp_ahead(
+        &self,
+        steps: &[(usize, Next)],
+        resources: &mut [Option<Value>],
+        drafted: impl Fn(usize) -> Option<IndexRows>,
+    ) -> StampQueue {
+        let mut jobs: Vec<StampJob> = steps
             .iter()
             .filter_map(|(i, next)| match next {
                 Next::Write(b) => {
                     let value = with_id(resources[*i].take(), &b.id);
-                    Some((*i, b.rtype.clone(), b.id.clone(), b.current, value))
+                    Some((*i, b.rtype.clone(), b.id.clone(), b.current, value, drafted(*i)))
                 }
                 Next::Other(_) => None,
             })
@@ -396,16 +407,16 @@ impl Engine {
         // A few versions are made here: handing them to another thread and waiting for them
         // measured slower (for an HL7 message's four) than making them.
         let rest = if jobs.len() < STAMP_AHEAD_MIN { Vec::new() } else { jobs.split_off(1) };
-        for (i, rtype, id, current, value) in jobs {
-            queue.ready.push_back((i, stamp_version(&self.registry, &rtype, &id, current, value)));
+        for (i, rtype, id, current, value, rows) in jobs {
+            queue.ready.push_back((i, stamp_version(&self.registry, &rtype, &id, current, value, rows)));
         }
         if !rest.is_empty() {
             let (send, receive) = tokio::sync::mpsc::unbounded_channel();
             let registry = self.registry.clone();
             tokio::task::spawn_blocking(move || {
-                for (i, rtype, id, current, value) in rest {
+                for (i, rtype, id, current, value, rows) in rest {
                     // The writer gave up (an entry failed): the rest is not needed.
-                    if send.send((i, stamp_version(&registry, &rtype, &id, current, value))).is_err() {
+                    if send.send((i, stamp_version(&registry, &rtype, &id, current, value, rows))).is_err() {
                         break;
                     }
                 }
@@ -564,6 +575,9 @@ struct Base {
 
 /// New versions in the order the writer takes them: made already, or coming from the thread
 /// that makes them.
+/// An entry, what its new version is written as, and its index rows if drafted.
+type StampJob = (usize, String, String, Option<Current>, Value, Option<IndexRows>);
+
 struct StampQueue {
     ready: VecDeque<(usize, Result<Stamped>)>,
     later: Option<tokio::sync::mpsc::UnboundedReceiver<(usize, Result<Stamped>)>>,
@@ -651,7 +665,7 @@ fn with_id(resource: Option<Value>, id: &str) -> Value {
 }
 
 /// Every `reference` string anywhere in the resource (nested elements, extensions, contained).
-fn collect_references(value: &Value, out: &mut Vec<String>) {
+pub(super) fn collect_references(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {

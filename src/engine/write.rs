@@ -365,7 +365,7 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Written> {
-        let stamped = stamp_version(&self.registry, rtype, id, current, value)?;
+        let stamped = stamp_version(&self.registry, rtype, id, current, value, None)?;
         self.write_stamped(tx, rtype, id, current, stamped, method).await
     }
 
@@ -395,7 +395,7 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Version> {
-        let stamped = stamp_version(&self.registry, rtype, id, current, value)?;
+        let stamped = stamp_version(&self.registry, rtype, id, current, value, None)?;
         self.put_stamped(tx, rtype, id, current, stamped, method).await
     }
 
@@ -493,13 +493,14 @@ pub(super) struct Stamped {
 }
 
 /// Stamps `value` as the version after `current` (id, versionId, lastUpdated), serializes it and
-/// extracts its index rows.
+/// extracts its index rows — those `drafted` lacks, when it was extracted ahead (`draft.rs`).
 pub(super) fn stamp_version(
     registry: &search::registry::Registry,
     rtype: &str,
     id: &str,
     current: Option<Current>,
     value: Value,
+    drafted: Option<crate::store::IndexRows>,
 ) -> Result<Stamped> {
     let version = current.map_or(1, |c| c.version + 1);
     // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
@@ -510,7 +511,14 @@ pub(super) fn stamp_version(
         registry.check_custom(id, &stamped)?;
     }
     let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-    let index = search::index::extract(registry, rtype, &stamped);
+    let index = match drafted {
+        Some(mut rows) => {
+            let at_write = |code: &str| super::draft::AT_WRITE.contains(&code);
+            rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
+            rows
+        }
+        None => search::index::extract(registry, rtype, &stamped),
+    };
     Ok(Stamped { version, now, body, index })
 }
 

@@ -6,7 +6,6 @@
 //! (numbers/booleans in JSON, choice types, nested types) and which elements
 //! are XML attributes or XHTML.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use serde_json::Value;
@@ -86,7 +85,8 @@ impl ElementDef {
 
 struct Model {
     types: Vec<TypeDef>,
-    index: HashMap<String, usize>,
+    /// By name; looked up for every element a FHIRPath expression walks, hence a fast hasher.
+    index: foldhash::HashMap<String, usize>,
 }
 
 impl Model {
@@ -95,7 +95,7 @@ impl Model {
         assert_eq!(root["format"], 2, "fhir-model.json: regenerate it with tools/gen-model.py");
         let types = root["types"].as_object().expect("fhir-model.json has a types object");
         let mut out = Vec::with_capacity(types.len());
-        let mut index = HashMap::with_capacity(types.len());
+        let mut index = foldhash::HashMap::with_capacity_and_hasher(types.len(), Default::default());
         for (name, entry) in types {
             let kind = match entry[0].as_str() {
                 Some("P") => Kind::Primitive,

@@ -91,6 +91,7 @@ impl Registry {
     pub fn set_custom(&self, id: &str, params: Vec<(String, SearchParam)>) -> Vec<(String, String)> {
         let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
         let mut sources = self.custom_sources.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut previous: Vec<(String, &'static SearchParam)> = Vec::new();
         for (t, code) in sources.remove(id).unwrap_or_default() {
             if let Some(old) = custom.get_mut(&t).and_then(|m| m.remove(&code)) {

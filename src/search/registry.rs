@@ -155,6 +155,9 @@ pub struct Registry {
     pub(super) custom: RwLock<HashMap<String, BTreeMap<String, &'static SearchParam>>>,
     /// Custom parameters by the id of the SearchParameter resource that defines them.
     pub(super) custom_sources: RwLock<HashMap<String, Vec<(String, String)>>>,
+    /// Bumped by every change to the custom parameters: index rows extracted under another
+    /// generation are extracted again (`engine/draft.rs`).
+    pub(super) generation: std::sync::atomic::AtomicU64,
 }
 
 static OFFICIAL: LazyLock<Official> = LazyLock::new(|| {
@@ -180,7 +183,12 @@ impl Registry {
 
     /// A registry with the official parameters and no custom ones yet.
     pub fn new() -> Registry {
-        Registry { official: &OFFICIAL, custom: RwLock::default(), custom_sources: RwLock::default() }
+        Registry {
+            official: &OFFICIAL,
+            custom: RwLock::default(),
+            custom_sources: RwLock::default(),
+            generation: Default::default(),
+        }
     }
 
     /// The official parameter `code` of `rtype`, ignoring custom ones.
@@ -201,6 +209,17 @@ impl Registry {
                 custom.get(rtype).and_then(|m| m.get(code)).copied()
             })
             .or_else(|| o.common.get(code))
+    }
+
+    /// Changes with every change to the custom parameters.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// True when a custom parameter applies to `rtype`.
+    pub fn has_custom(&self, rtype: &str) -> bool {
+        let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
+        custom.get(rtype).is_some_and(|m| !m.is_empty())
     }
 
     /// Every parameter that applies to `rtype`, common and custom ones included, ordered by code.

@@ -17,7 +17,6 @@
 //! - every statement is reset (with its bindings cleared) after each run, so none outlives the
 //!   values bound to it, and finalized before the handle is closed.
 
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -170,7 +169,8 @@ pub struct Writer {
 /// next.
 struct Connection {
     db: NonNull<ffi::sqlite3>,
-    statements: HashMap<String, Statement>,
+    /// By SQL text, hashed for every statement run.
+    statements: foldhash::HashMap<String, Statement>,
 }
 
 // SAFETY: the handle (opened without SQLite's own mutex) and its statements are used by one
@@ -211,7 +211,7 @@ impl Connection {
         let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, vfs) };
         let db = NonNull::new(db).ok_or_else(|| Error::Internal("sqlite3_open_v2 gave no handle".into()))?;
         // From here `conn` owns the handle: its Drop closes it.
-        let mut conn = Connection { db, statements: HashMap::new() };
+        let mut conn = Connection { db, statements: Default::default() };
         check(db, rc)?;
         // SAFETY: a valid handle.
         unsafe {
@@ -282,15 +282,15 @@ impl Connection {
 
     /// `sql`, prepared on its first use.
     fn prepared(&mut self, sql: &str) -> Result<&Statement> {
-        if !self.statements.contains_key(sql) {
-            if self.statements.len() >= MAX_STATEMENTS {
-                // Dropping a statement finalizes it; none is running between runs.
-                self.statements.clear();
-            }
-            let statement = prepare(self.db, sql)?;
-            self.statements.insert(sql.to_string(), statement);
+        if self.statements.contains_key(sql) {
+            return self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()));
         }
-        self.statements.get(sql).ok_or_else(|| Error::Internal("statement not prepared".into()))
+        if self.statements.len() >= MAX_STATEMENTS {
+            // Dropping a statement finalizes it; none is running between runs.
+            self.statements.clear();
+        }
+        let statement = prepare(self.db, sql)?;
+        Ok(self.statements.entry(sql.to_string()).or_insert(statement))
     }
 
     /// True inside a transaction.

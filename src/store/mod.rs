@@ -19,7 +19,6 @@ mod query;
 mod tx;
 mod walbuf;
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use sqlx::{PgPool, SqlitePool};
@@ -150,6 +149,18 @@ impl IndexRows {
         self.numbers.dedup();
         self.composites.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         self.composites.dedup();
+    }
+
+    /// Adds `other`'s rows, sorted and without duplicates.
+    pub fn extend(&mut self, other: IndexRows) {
+        self.tokens.extend(other.tokens);
+        self.strings.extend(other.strings);
+        self.references.extend(other.references);
+        self.dates.extend(other.dates);
+        self.numbers.extend(other.numbers);
+        self.uris.extend(other.uris);
+        self.composites.extend(other.composites);
+        self.dedup();
     }
 
     /// (table, value columns, rows as (param, values)) for writing.
@@ -290,8 +301,11 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// Current versions, for SQLite only (see `cache.rs`).
     cache: Option<std::sync::Arc<cache::Cache>>,
-    params: RwLock<HashMap<(String, String), i32>>,
+    /// By type, then code: looked up for every index row written, without allocating.
+    params: RwLock<Params>,
 }
+
+type Params = foldhash::HashMap<String, foldhash::HashMap<String, i32>>;
 
 /// Runs the same statement-building expression against whichever backend is in use.
 /// `$pool` is bound to the read pool (SQLite) or the pool (PostgreSQL).
@@ -323,7 +337,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         let backend = connect::open(url).await?;
         let cache = matches!(backend, Backend::Sqlite { .. }).then(Default::default);
-        let store = Store { backend, cache, params: RwLock::new(HashMap::new()) };
+        let store = Store { backend, cache, params: RwLock::new(Params::default()) };
         store.load_params().await?;
         Ok(store)
     }
@@ -368,7 +382,7 @@ impl Store {
     /// The small id of a search parameter, if it was registered.
     pub fn param_id(&self, rtype: &str, code: &str) -> Option<i32> {
         let params = self.params.read().unwrap_or_else(|e| e.into_inner());
-        params.get(&(rtype.to_string(), code.to_string())).copied()
+        params.get(rtype).and_then(|by_code| by_code.get(code)).copied()
     }
 
     /// Makes sure every (type, code) has a parameter id. Safe to run on several nodes at once.
@@ -404,7 +418,7 @@ impl Store {
         });
         let mut params = self.params.write().unwrap_or_else(|e| e.into_inner());
         for (pid, rtype, code) in rows {
-            params.insert((rtype, code), pid);
+            params.entry(rtype).or_default().insert(code, pid);
         }
         Ok(())
     }

@@ -1,0 +1,258 @@
+//! Index rows extracted before the writer. Extracting a version's index rows (FHIRPath over the
+//! resource) was a sixth of the HL7 writer's time, and the writer is the one thing every message
+//! waits for. A version's rows depend on three things the writer alone knows — its id, its
+//! meta, and what the references to other entries become — so the sender extracts them from a
+//! draft in which every entry's id is a placeholder (`<nonce>-<entry>`), and the writer puts
+//! the real ids in.
+//!
+//! That is exact because extraction copies reference strings into reference rows and reads
+//! nothing else from them but their type, which the placeholder keeps. The parameters that read
+//! the id or meta (`AT_WRITE`) are left to the writer; a placeholder that turns up anywhere
+//! else, a reference the draft could not name, a type with custom parameters, or a change of
+//! the custom parameters since, and the writer extracts the whole version itself.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::transaction::{Method, Request, collect_references, replace_references};
+use crate::resource;
+use crate::search::Registry;
+use crate::search::index::{extract_some, split_reference};
+use crate::store::IndexRows;
+
+/// Parameters read from what stamping sets (`id`, `meta.versionId`, `meta.lastUpdated`).
+pub(super) const AT_WRITE: &[&str] = &["_id", "_lastUpdated"];
+
+/// One transaction's drafted index rows, by entry, and a copy of its resources for the writer
+/// to change. Each is taken by the first attempt at the transaction; another attempt (a group
+/// retried in savepoints) makes its own.
+pub struct Drafts {
+    nonce: String,
+    generation: u64,
+    /// For each entry that has a fullUrl: it, and the placeholder reference (`Type/<nonce>-i`)
+    /// the drafts use for it.
+    names: Vec<(String, String)>,
+    rows: Vec<Mutex<Option<IndexRows>>>,
+    resources: Mutex<Option<Vec<Option<Value>>>>,
+}
+
+impl Drafts {
+    /// Extracts the rows of every POST and PUT in `requests`, where it can.
+    pub fn make(registry: &Registry, requests: &[Request]) -> Drafts {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let generation = registry.generation();
+        let names: Vec<(String, String)> = requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.full_url.clone()?, format!("{}/{nonce}-{i}", type_of(&r.url)?))))
+            .collect();
+        let by_full: HashMap<String, String> = names.iter().cloned().collect();
+        let rows = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Mutex::new(draft(registry, r, &format!("{nonce}-{i}"), &by_full)))
+            .collect();
+        let resources = Mutex::new(Some(requests.iter().map(|r| r.resource.clone()).collect()));
+        Drafts { nonce, generation, names, rows, resources }
+    }
+
+    /// The copy of the requests' resources, if no attempt took it yet.
+    pub(super) fn resources(&self) -> Option<Vec<Option<Value>>> {
+        self.resources.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Entry `i`'s rows with the real ids in, all but the [`AT_WRITE`] ones; `aliases` maps
+    /// each entry's fullUrl to the `Type/id` it became. `None`: the writer extracts them.
+    pub(super) fn rows(
+        &self,
+        registry: &Registry,
+        i: usize,
+        aliases: &HashMap<String, String>,
+    ) -> Option<IndexRows> {
+        if registry.generation() != self.generation {
+            return None;
+        }
+        let mut rows = self.rows.get(i)?.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let mut real: HashMap<&str, &str> = HashMap::with_capacity(self.names.len());
+        for (full, placeholder) in &self.names {
+            if let Some(to) = aliases.get(full) {
+                real.insert(placeholder.as_str(), to.as_str());
+            }
+        }
+        for r in &mut rows.references {
+            if !r.url.contains(&self.nonce) {
+                continue;
+            }
+            let to = real.get(r.url.as_str())?;
+            let (t, id) = split_reference(to)?;
+            if r.target_type.as_deref() != Some(t) {
+                return None;
+            }
+            (r.target_id, r.url) = (Some(id.to_string()), to.to_string());
+        }
+        if mentions(&rows, &self.nonce) {
+            return None;
+        }
+        rows.dedup();
+        Some(rows)
+    }
+}
+
+/// The resource type a request's URL writes.
+fn type_of(url: &str) -> Option<&str> {
+    let t = url.split(['?', '/']).next()?;
+    resource::is_resource_type(t).then_some(t)
+}
+
+/// The rows of one entry's draft: its resource with `id` for an id and the placeholders for
+/// the other entries' fullUrls.
+fn draft(registry: &Registry, r: &Request, id: &str, names: &HashMap<String, String>) -> Option<IndexRows> {
+    if !matches!(r.method, Method::Post | Method::Put) {
+        return None;
+    }
+    let rtype = type_of(&r.url)?;
+    if registry.has_custom(rtype) {
+        return None;
+    }
+    let mut refs = Vec::new();
+    let resource = r.resource.as_ref()?;
+    collect_references(resource, &mut refs);
+    // What the writer would resolve otherwise (a conditional reference, an unknown fullUrl)
+    // is not drafted.
+    let unnamed = |s: &String| {
+        !names.contains_key(s)
+            && (s.starts_with("urn:")
+                || s.split_once('?').is_some_and(|(t, _)| resource::is_resource_type(t)))
+    };
+    if refs.iter().any(unnamed) {
+        return None;
+    }
+    let mut value = resource.clone();
+    value.as_object_mut()?.insert("id".into(), Value::String(id.into()));
+    replace_references(&mut value, names);
+    Some(extract_some(registry, rtype, &value, |code| !AT_WRITE.contains(&code)))
+}
+
+/// True when a placeholder is anywhere but in a reference row's reference (which `rows` has
+/// replaced already).
+fn mentions(rows: &IndexRows, nonce: &str) -> bool {
+    let has = |s: &str| s.contains(nonce);
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(has);
+    rows.tokens.iter().any(|r| opt(&r.system) || has(&r.code))
+        || rows.strings.iter().any(|r| has(&r.norm) || has(&r.exact))
+        || rows.references.iter().any(|r| has(&r.url) || opt(&r.target_id) || opt(&r.target_type))
+        || rows.numbers.iter().any(|r| opt(&r.system) || opt(&r.code))
+        || rows.uris.iter().any(|r| has(&r.uri))
+        || rows
+            .composites
+            .iter()
+            .any(|r| opt(&r.c_system) || has(&r.c_code) || opt(&r.system) || opt(&r.code) || opt(&r.norm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::index::extract;
+
+    fn urn(i: usize) -> String {
+        format!("urn:uuid:00000000-0000-4000-8000-{i:012}")
+    }
+
+    /// The demo data set as one transaction: every entry under a urn:uuid fullUrl, and every
+    /// reference to another entry written as that fullUrl.
+    fn demo_transaction() -> Vec<Request> {
+        let demo: Value = serde_json::from_str(include_str!("../../examples/demo/demo.json")).unwrap();
+        let entries = demo["entry"].as_array().unwrap();
+        let key =
+            |e: &Value| format!("{}/{}", e["resourceType"].as_str().unwrap(), e["id"].as_str().unwrap());
+        let to_urn: HashMap<String, String> =
+            entries.iter().enumerate().map(|(i, e)| (key(&e["resource"]), urn(i))).collect();
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut r = e["resource"].clone();
+                replace_references(&mut r, &to_urn);
+                let rtype = r["resourceType"].as_str().unwrap().to_string();
+                let (method, url) = match i % 2 {
+                    0 => (Method::Post, rtype),
+                    _ => (Method::Put, format!("{rtype}?identifier=x{i}")),
+                };
+                Request {
+                    method,
+                    url,
+                    full_url: Some(urn(i)),
+                    resource: Some(r),
+                    if_match: None,
+                    if_none_exist: None,
+                }
+            })
+            .collect()
+    }
+
+    /// What the writer makes each fullUrl: a new id per entry.
+    fn aliases(requests: &[Request]) -> HashMap<String, String> {
+        let at = |r: &Request| format!("{}/{}", type_of(&r.url).unwrap(), crate::engine::new_id());
+        requests.iter().enumerate().map(|(i, r)| (urn(i), at(r))).collect()
+    }
+
+    #[test]
+    fn drafted_rows_are_the_rows_of_the_stamped_version() {
+        let registry = Registry::new();
+        let requests = demo_transaction();
+        let drafts = Drafts::make(&registry, &requests);
+        let aliases = aliases(&requests);
+        let mut to_entries = 0;
+        for (i, r) in requests.iter().enumerate() {
+            let (rtype, id) = split_reference(&aliases[&urn(i)]).unwrap();
+            let mut value = r.resource.clone().unwrap();
+            replace_references(&mut value, &aliases);
+            let stamped = resource::stamp(value, id, 3, 1_700_000_000_000);
+            let expected = extract(&registry, rtype, &stamped);
+            let mut rows = drafts.rows(&registry, i, &aliases).unwrap_or_else(|| panic!("entry {i} drafted"));
+            rows.extend(extract_some(&registry, rtype, &stamped, |c| AT_WRITE.contains(&c)));
+            assert_eq!(rows, expected, "{rtype} (entry {i})");
+            to_entries +=
+                expected.references.iter().filter(|r| aliases.values().any(|a| *a == r.url)).count();
+        }
+        // The demo's references between its resources all went through the placeholders.
+        assert!(to_entries > 100, "{to_entries} references to other entries");
+    }
+
+    #[test]
+    fn what_the_writer_resolves_is_not_drafted() {
+        let registry = Registry::new();
+        let mut requests = demo_transaction();
+        let patient = requests.iter().position(|r| r.url.starts_with("Patient")).unwrap();
+        let at = |requests: &mut Vec<Request>, reference: &str| {
+            let mut r = requests[patient].clone();
+            r.resource.as_mut().unwrap()["managingOrganization"] =
+                serde_json::json!({"reference": reference});
+            requests.push(r);
+            requests.len() - 1
+        };
+        let conditional = at(&mut requests, "Organization?identifier=x");
+        let unknown = at(&mut requests, "urn:uuid:not-an-entry");
+        let literal = at(&mut requests, "Organization/elsewhere");
+        let drafts = Drafts::make(&registry, &requests);
+        let aliases = aliases(&requests);
+        assert!(drafts.rows(&registry, conditional, &aliases).is_none());
+        assert!(drafts.rows(&registry, unknown, &aliases).is_none());
+        assert!(drafts.rows(&registry, literal, &aliases).is_some());
+        // Taken once: another attempt extracts them itself.
+        assert!(drafts.rows(&registry, literal, &aliases).is_none());
+        // An entry whose fullUrl the writer did not resolve: its referrers are extracted again.
+        let mut partial = aliases.clone();
+        partial.remove(&urn(patient));
+        let referrer = requests.iter().position(|r| {
+            r.resource.as_ref().is_some_and(|v| v.to_string().contains(&format!("\"{}\"", urn(patient))))
+        });
+        assert!(drafts.rows(&registry, referrer.unwrap(), &partial).is_none());
+        // A change to the custom parameters since the drafts were made.
+        let drafts = Drafts::make(&registry, &requests);
+        registry.set_custom("sp", Vec::new());
+        assert!(drafts.rows(&registry, literal, &aliases).is_none());
+    }
+}
