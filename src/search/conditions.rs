@@ -70,10 +70,18 @@ pub fn reference(v: &str, modifier: Option<&str>, b: &mut Binder) -> Result<Stri
         Some(m) => return Err(format!("the modifier ':{m}' is not supported for reference parameters")),
     };
     if v.contains("://") || v.starts_with("urn:") {
-        // Absolute references match as written (a type modifier must agree with the URL).
+        // Absolute references match as written (a type modifier must agree with the URL). One
+        // that names a resource is found by its target first; only the others have their URL
+        // indexed (migration 0010), and their rows have no target.
         return Ok(match split_reference(v) {
             Some((t, _)) if typed.is_some_and(|m| m != t) => "1 = 0".into(),
-            _ => format!("x.url = {}", b.text(v)),
+            Some((t, id)) => format!(
+                "(x.target_type = {} AND x.target_id = {} AND x.url = {})",
+                b.text(t),
+                b.text(id),
+                b.text(v)
+            ),
+            None => format!("(x.target_id IS NULL AND x.url = {})", b.text(v)),
         });
     }
     match (v.split_once('/'), typed) {

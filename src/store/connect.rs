@@ -33,6 +33,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "oauth flows", include_str!("../../migrations/sqlite/0007_oauth.sql")),
     (8, "bulk job client", include_str!("../../migrations/sqlite/0008_bulk_client.sql")),
     (9, "hl7 messages", include_str!("../../migrations/sqlite/0009_hl7.sql")),
+    (10, "reference url index", include_str!("../../migrations/sqlite/0010_reference_url.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -44,6 +45,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "oauth flows", include_str!("../../migrations/postgres/0007_oauth.sql")),
     (8, "bulk job client", include_str!("../../migrations/postgres/0008_bulk_client.sql")),
     (9, "hl7 messages", include_str!("../../migrations/postgres/0009_hl7.sql")),
+    (10, "reference url index", include_str!("../../migrations/postgres/0010_reference_url.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {

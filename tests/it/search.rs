@@ -253,6 +253,9 @@ both!(reference_subject_and_patient, |srv| {
     .await;
     put(srv, "Observation/r4", obs(json!({}))).await;
     put(srv, "Observation/r5", obs(json!({"subject": {"reference": "Group/g1"}}))).await;
+    // An absolute URL that names no resource (its row has no target: found by URL alone).
+    put(srv, "Observation/r6", obs(json!({"subject": {"reference": "http://other.example/people/42"}})))
+        .await;
 
     check(srv, "Observation?subject=Patient/p1", &["r1"]).await;
     check(srv, "Observation?patient=Patient/p1", &["r1"]).await;
@@ -264,9 +267,13 @@ both!(reference_subject_and_patient, |srv| {
     check(srv, "Observation?patient=Patient/p1,Patient/p2", &["r1", "r2"]).await;
     check(srv, "Observation?patient=Patient/p1&patient=Patient/p2", &[]).await;
     check(srv, "Observation?subject=http://other.example/fhir/Patient/p9", &["r3"]).await;
+    // The same target on another server is another reference.
+    check(srv, "Observation?subject=http://elsewhere.example/fhir/Patient/p9", &[]).await;
+    check(srv, "Observation?subject=http://other.example/people/42", &["r6"]).await;
+    check(srv, "Observation?subject=http://other.example/people/43", &[]).await;
     check(srv, "Observation?patient=Patient/unknown", &[]).await;
     check(srv, "Observation?subject:missing=true", &["r4"]).await;
-    check(srv, "Observation?subject:missing=false", &["r1", "r2", "r3", "r5"]).await;
+    check(srv, "Observation?subject:missing=false", &["r1", "r2", "r3", "r5", "r6"]).await;
 });
 
 // ---- date ------------------------------------------------------------------------------------
