@@ -59,6 +59,21 @@ impl<'a> From<&'a Bind> for Param<'a> {
     }
 }
 
+impl From<Param<'_>> for Bind {
+    fn from(p: Param<'_>) -> Bind {
+        match p {
+            Param::NullText => Bind::OptText(None),
+            Param::NullInt => Bind::OptInt(None),
+            Param::NullReal => Bind::OptReal(None),
+            Param::Bool(b) => Bind::Int(b.into()),
+            Param::Int(i) => Bind::Int(i),
+            Param::Real(f) => Bind::Real(f),
+            Param::Text(s) => Bind::Text(s.to_string()),
+            Param::Blob(b) => Bind::Bytes(b.to_vec()),
+        }
+    }
+}
+
 /// A column value read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

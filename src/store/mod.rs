@@ -25,6 +25,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use auth::{Client, StoredKey, User};
 pub use bulk::{BulkFile, Job};
+use direct::Param;
 pub use durable::Durable;
 pub use many::NewVersion;
 pub use oauth::{AuthCode, RefreshGrant, Used};
@@ -163,87 +164,70 @@ impl IndexRows {
         self.dedup();
     }
 
+    /// Every row, borrowed: its table's place in [`INDEX_TABLES`], its parameter, and its
+    /// values in the order of the table's columns.
+    pub(super) fn each<'r>(
+        &'r self,
+        mut f: impl FnMut(usize, &'r str, &[Param<'r>]) -> Result<()>,
+    ) -> Result<()> {
+        let t = |s: &'r Option<String>| s.as_deref().map_or(Param::NullText, Param::Text);
+        for r in &self.tokens {
+            f(0, &r.param, &[t(&r.system), Param::Text(&r.code)])?;
+        }
+        for r in &self.strings {
+            f(1, &r.param, &[Param::Text(&r.norm), Param::Text(&r.exact)])?;
+        }
+        for r in &self.references {
+            f(2, &r.param, &[t(&r.target_type), t(&r.target_id), Param::Text(&r.url)])?;
+        }
+        for r in &self.dates {
+            f(3, &r.param, &[Param::Int(r.lo), Param::Int(r.hi)])?;
+        }
+        for r in &self.numbers {
+            f(4, &r.param, &[Param::Real(r.value), t(&r.system), t(&r.code)])?;
+        }
+        for r in &self.uris {
+            f(5, &r.param, &[Param::Text(&r.uri)])?;
+        }
+        for r in &self.composites {
+            let values = [
+                t(&r.c_system),
+                Param::Text(&r.c_code),
+                t(&r.system),
+                t(&r.code),
+                r.value.map_or(Param::NullReal, Param::Real),
+                r.lo.map_or(Param::NullInt, Param::Int),
+                r.hi.map_or(Param::NullInt, Param::Int),
+                t(&r.norm),
+            ];
+            f(6, &r.param, &values)?;
+        }
+        Ok(())
+    }
+
     /// (table, value columns, rows as (param, values)) for writing.
     fn tables(&self) -> [TableRows<'_>; 7] {
-        let t = |s: &Option<String>| Bind::OptText(s.clone());
-        [
-            (
-                "idx_token",
-                "system, code",
-                self.tokens
-                    .iter()
-                    .map(|r| (r.param.as_str(), vec![t(&r.system), Bind::Text(r.code.clone())]))
-                    .collect(),
-            ),
-            (
-                "idx_string",
-                "norm, exact",
-                self.strings
-                    .iter()
-                    .map(|r| {
-                        (r.param.as_str(), vec![Bind::Text(r.norm.clone()), Bind::Text(r.exact.clone())])
-                    })
-                    .collect(),
-            ),
-            (
-                "idx_reference",
-                "target_type, target_id, url",
-                self.references
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.param.as_str(),
-                            vec![t(&r.target_type), t(&r.target_id), Bind::Text(r.url.clone())],
-                        )
-                    })
-                    .collect(),
-            ),
-            (
-                "idx_date",
-                "lo, hi",
-                self.dates
-                    .iter()
-                    .map(|r| (r.param.as_str(), vec![Bind::Int(r.lo), Bind::Int(r.hi)]))
-                    .collect(),
-            ),
-            (
-                "idx_number",
-                "value, system, code",
-                self.numbers
-                    .iter()
-                    .map(|r| (r.param.as_str(), vec![Bind::Real(r.value), t(&r.system), t(&r.code)]))
-                    .collect(),
-            ),
-            (
-                "idx_uri",
-                "uri",
-                self.uris.iter().map(|r| (r.param.as_str(), vec![Bind::Text(r.uri.clone())])).collect(),
-            ),
-            (
-                "idx_composite",
-                "c_system, c_code, system, code, value, lo, hi, norm",
-                self.composites
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.param.as_str(),
-                            vec![
-                                t(&r.c_system),
-                                Bind::Text(r.c_code.clone()),
-                                t(&r.system),
-                                t(&r.code),
-                                Bind::OptReal(r.value),
-                                Bind::OptInt(r.lo),
-                                Bind::OptInt(r.hi),
-                                t(&r.norm),
-                            ],
-                        )
-                    })
-                    .collect(),
-            ),
-        ]
+        let mut out = INDEX_TABLES.map(|(table, columns)| (table, columns, Vec::new()));
+        // Infallible: the visitor below never fails.
+        let _ = self.each(|table, param, values| {
+            out[table].2.push((param, values.iter().map(|v| Bind::from(*v)).collect()));
+            Ok(())
+        });
+        out
     }
 }
+
+/// The index tables and their value columns (after `rkey, pid`), in the order of
+/// [`IndexRows::each`].
+pub(super) const INDEX_TABLES: [(&str, &str); 7] = [
+    ("idx_token", "system, code"),
+    ("idx_string", "norm, exact"),
+    ("idx_reference", "target_type, target_id, url"),
+    ("idx_date", "lo, hi"),
+    ("idx_number", "value, system, code"),
+    ("idx_uri", "uri"),
+    ("idx_composite", "c_system, c_code, system, code, value, lo, hi, norm"),
+];
 
 /// The state of a resource's current row, as the write path needs it.
 #[derive(Debug, Clone, Copy)]
