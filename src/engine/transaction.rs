@@ -573,11 +573,11 @@ struct Base {
     method: &'static str,
 }
 
-/// New versions in the order the writer takes them: made already, or coming from the thread
-/// that makes them.
 /// An entry, what its new version is written as, and its index rows if drafted.
 type StampJob = (usize, String, String, Option<Current>, Value, Option<IndexRows>);
 
+/// New versions in the order the writer takes them: made already, or coming from the thread
+/// that makes them.
 struct StampQueue {
     ready: VecDeque<(usize, Result<Stamped>)>,
     later: Option<tokio::sync::mpsc::UnboundedReceiver<(usize, Result<Stamped>)>>,
