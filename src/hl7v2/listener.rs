@@ -40,6 +40,8 @@ impl Default for MllpSettings {
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Longest a stopping listener waits for its connections to finish the message each is on.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// The TLS acceptor of a PEM certificate chain and private key.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> crate::error::Result<TlsAcceptor> {
@@ -64,7 +66,9 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> crate::err
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `stop` turns true; connections being served finish their message.
+/// Accepts connections until `stop` turns true; connections being served finish their message,
+/// and this returns once they have (or [`DRAIN`] has passed): then no connection holds the
+/// engine, and the database can be closed and opened again by another process.
 pub async fn serve(
     engine: Arc<dyn AsEngine>,
     listener: TcpListener,
@@ -72,22 +76,24 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let slot = tokio::select! {
             s = slots.clone().acquire_owned() => s,
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         };
-        let Ok(slot) = slot else { return };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         };
         match accepted {
             Ok((socket, peer)) => {
                 let engine = engine.clone();
                 let settings = settings.clone();
                 let stop = stop.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let served = match &settings.tls {
                         None => connection(engine, socket, &settings, stop).await,
                         Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(socket)).await {
@@ -107,6 +113,11 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!("MLLP connections still busy {DRAIN:?} after stopping: closed");
+        connections.shutdown().await;
     }
 }
 
