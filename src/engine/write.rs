@@ -365,8 +365,8 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Written> {
-        let stamped = stamp_version(&self.registry, rtype, id, current, value, None)?;
-        self.write_stamped(tx, rtype, id, current, stamped, method).await
+        let version = self.put(tx, rtype, id, current, value, method).await?;
+        Ok(written(current, version))
     }
 
     /// Writes a version [`stamp_version`] made on `current`, as a create or update.
@@ -379,10 +379,8 @@ impl Engine {
         stamped: Stamped,
         method: &str,
     ) -> Result<Written> {
-        // Updating a deleted resource brings it back, as a create would.
-        let created = current.is_none_or(|c| c.deleted);
         let version = self.put_stamped(tx, rtype, id, current, stamped, method).await?;
-        Ok(Written { version, created, existing: false })
+        Ok(written(current, version))
     }
 
     /// Writes the next version: current row, history row and index rows.
@@ -492,6 +490,12 @@ pub(super) struct Stamped {
     index: crate::store::IndexRows,
 }
 
+/// A new version written on `current`: updating a deleted resource brings it back, as a create
+/// would.
+fn written(current: Option<Current>, version: Version) -> Written {
+    Written { version, created: current.is_none_or(|c| c.deleted), existing: false }
+}
+
 /// Stamps `value` as the version after `current` (id, versionId, lastUpdated), serializes it and
 /// extracts its index rows — those `drafted` lacks, when it was extracted ahead (`draft.rs`).
 pub(super) fn stamp_version(
@@ -513,8 +517,15 @@ pub(super) fn stamp_version(
     let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
     let index = match drafted {
         Some(mut rows) => {
+            // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing
+            // to extract unless a parameter of theirs is indexed.
             let at_write = |code: &str| super::draft::AT_WRITE.contains(&code);
-            rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
+            if super::draft::AT_WRITE
+                .iter()
+                .any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()))
+            {
+                rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
+            }
             rows
         }
         None => search::index::extract(registry, rtype, &stamped),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::direct::Param;
 use super::tx::{Conn, MAX_BINDS, cells, insert_statements, params};
-use super::{Bind, Current, IndexRows, Store, Tx};
+use super::{Bind, Current, INDEX_TABLES, IndexRows, Store, Tx};
 use crate::error::{Error, Result};
 
 /// Rows per multi-row INSERT of resources or history, and ids per lookup or delete: see
@@ -180,23 +180,14 @@ impl Tx {
         let old: Vec<i64> =
             versions.iter().zip(keys).filter(|(v, _)| v.rkey.is_some()).map(|(_, k)| *k).collect();
         let mut statements = Vec::new();
-        let mut per_table: Vec<(&'static str, &'static str, Vec<Vec<Bind>>)> = Vec::new();
+        let mut per_table: [Vec<Vec<Bind>>; 7] = Default::default();
         for (v, &rkey) in versions.iter().zip(keys) {
-            for (t, (table, columns, rows)) in v.index.tables().into_iter().enumerate() {
-                if per_table.len() <= t {
-                    per_table.push((table, columns, Vec::new()));
-                }
-                for (param, values) in rows {
-                    let pid = store.param_id(v.rtype, param).ok_or_else(|| {
-                        Error::Internal(format!("search parameter {}.{param} is not registered", v.rtype))
-                    })?;
-                    let mut row = vec![Bind::Int(rkey), Bind::Int(pid.into())];
-                    row.extend(values);
-                    per_table[t].2.push(row);
-                }
+            let rows = v.index.inserts(rkey, |param| store.index_pid(v.rtype, param))?;
+            for (all, these) in per_table.iter_mut().zip(rows) {
+                all.extend(these);
             }
         }
-        for (table, columns, rows) in &per_table {
+        for ((table, columns), rows) in INDEX_TABLES.iter().zip(&per_table) {
             for chunk in old.chunks(ROWS) {
                 let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
                 statements.push((

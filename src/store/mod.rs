@@ -119,9 +119,6 @@ pub struct CompositeRow {
     pub norm: Option<String>,
 }
 
-/// One index table's name, value columns, and rows as (parameter, values).
-type TableRows<'a> = (&'static str, &'static str, Vec<(&'a str, Vec<Bind>)>);
-
 /// Everything one resource version contributes to the search index.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexRows {
@@ -205,15 +202,22 @@ impl IndexRows {
         Ok(())
     }
 
-    /// (table, value columns, rows as (param, values)) for writing.
-    fn tables(&self) -> [TableRows<'_>; 7] {
-        let mut out = INDEX_TABLES.map(|(table, columns)| (table, columns, Vec::new()));
-        // Infallible: the visitor below never fails.
-        let _ = self.each(|table, param, values| {
-            out[table].2.push((param, values.iter().map(|v| Bind::from(*v)).collect()));
+    /// Every row as the values of an INSERT into its table (`rkey, pid`, then the table's
+    /// columns), by table in the order of [`INDEX_TABLES`]; `pid` gives a parameter's id.
+    pub(super) fn inserts(
+        &self,
+        rkey: i64,
+        pid: impl Fn(&str) -> Result<i64>,
+    ) -> Result<[Vec<Vec<Bind>>; 7]> {
+        let mut out: [Vec<Vec<Bind>>; 7] = Default::default();
+        self.each(|table, param, values| {
+            let mut row = Vec::with_capacity(values.len() + 2);
+            row.extend([Bind::Int(rkey), Bind::Int(pid(param)?)]);
+            row.extend(values.iter().map(|v| Bind::from(*v)));
+            out[table].push(row);
             Ok(())
-        });
-        out
+        })?;
+        Ok(out)
     }
 }
 
@@ -367,6 +371,13 @@ impl Store {
     pub fn param_id(&self, rtype: &str, code: &str) -> Option<i32> {
         let params = self.params.read().unwrap_or_else(|e| e.into_inner());
         params.get(rtype).and_then(|by_code| by_code.get(code)).copied()
+    }
+
+    /// The id of an indexed parameter, which every parameter with index rows has.
+    pub(super) fn index_pid(&self, rtype: &str, code: &str) -> Result<i64> {
+        self.param_id(rtype, code)
+            .map(i64::from)
+            .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{code} is not registered")))
     }
 
     /// Makes sure every (type, code) has a parameter id. Safe to run on several nodes at once.

@@ -394,12 +394,7 @@ impl Tx {
         // deletes. (A group commit may write the same resource again later in the transaction.)
         let fresh = self.inserted.contains(&rkey);
         self.inserted.retain(|k| *k != rkey);
-        let pid = |param: &str| {
-            store
-                .param_id(rtype, param)
-                .map(i64::from)
-                .ok_or_else(|| Error::Internal(format!("search parameter {rtype}.{param} is not registered")))
-        };
+        let pid = |param: &str| store.index_pid(rtype, param);
         let statements = match &mut self.conn {
             Conn::Sqlite(s) => {
                 let n = sqlite_index(s, rkey, rows, fresh, pid)?;
@@ -411,16 +406,10 @@ impl Tx {
             }
             Conn::Postgres(_) => {
                 let mut statements = Vec::new();
-                for (table, columns, table_rows) in rows.tables() {
+                for ((table, columns), binds) in INDEX_TABLES.iter().zip(rows.inserts(rkey, pid)?) {
                     if !fresh {
                         statements
                             .push((format!("DELETE FROM {table} WHERE rkey = $1"), vec![Bind::Int(rkey)]));
-                    }
-                    let mut binds = Vec::with_capacity(table_rows.len());
-                    for (param, values) in table_rows {
-                        let mut row = vec![Bind::Int(rkey), Bind::Int(pid(param)?)];
-                        row.extend(values);
-                        binds.push(row);
                     }
                     statements.extend(insert_statements(table, columns, &binds));
                 }
