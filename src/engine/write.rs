@@ -509,23 +509,29 @@ pub(super) fn stamp_version(
     let version = current.map_or(1, |c| c.version + 1);
     // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
     let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
+    let json = |e: serde_json::Error| Error::Internal(e.to_string());
+    // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing to
+    // extract unless a parameter of theirs is indexed.
+    let at_write_indexed =
+        || super::draft::AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()));
+    let index = match drafted {
+        // Drafted rows and nothing to check: the stamped value itself is not needed.
+        Some(rows) if rtype != "SearchParameter" && !at_write_indexed() => {
+            let body = resource::stamped_body(&value, id, version, now).map_err(json)?;
+            return Ok(Stamped { version, now, body, index: rows });
+        }
+        other => other,
+    };
     let stamped = resource::stamp(value, id, version, now);
     if rtype == "SearchParameter" {
         // Refused before it is stored: a parameter that cannot work must not look accepted.
         registry.check_custom(id, &stamped)?;
     }
-    let body = serde_json::to_vec(&stamped).map_err(|e| Error::Internal(e.to_string()))?;
-    let index = match drafted {
+    let body = serde_json::to_vec(&stamped).map_err(json)?;
+    let index = match index {
         Some(mut rows) => {
-            // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing
-            // to extract unless a parameter of theirs is indexed.
             let at_write = |code: &str| super::draft::AT_WRITE.contains(&code);
-            if super::draft::AT_WRITE
-                .iter()
-                .any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()))
-            {
-                rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
-            }
+            rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
             rows
         }
         None => search::index::extract(registry, rtype, &stamped),

@@ -59,6 +59,7 @@ mod functions;
 mod lexer;
 mod nav;
 mod parser;
+mod reads;
 mod regex;
 mod scalar;
 mod temporal;
@@ -74,6 +75,7 @@ use serde_json::Value;
 use crate::resource::model::Context;
 
 pub use parser::{Expr, MAX_DEPTH};
+pub use reads::{has_any, top_level_reads};
 
 /// Why parsing or evaluation failed. Parse errors carry the byte offset into
 /// the expression.

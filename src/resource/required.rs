@@ -21,19 +21,38 @@ pub struct Issue {
 /// other checks report that.
 pub fn missing_required(resource: &Value) -> Vec<Issue> {
     let mut issues = Vec::new();
-    walk_resource(resource, String::new(), &mut issues, 0);
+    walk_resource(resource, None, &mut issues, 0);
     issues
 }
 
-fn walk_resource(value: &Value, path: String, issues: &mut Vec<Issue>, depth: usize) {
+/// Where the walk is, written out only for an issue: most resources have none, and formatting
+/// every element's path cost more than the checks.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Child(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(name) => f.write_str(name),
+            Path::Child(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn walk_resource(value: &Value, path: Option<&Path<'_>>, issues: &mut Vec<Issue>, depth: usize) {
     let Some(obj) = value.as_object() else { return };
     let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else { return };
     let Some(ctx) = Context::of_type(rt) else { return };
-    let path = if path.is_empty() { rt.to_string() } else { path };
-    walk(ctx, obj, &path, issues, depth);
+    let root = Path::Root(rt);
+    walk(ctx, obj, path.unwrap_or(&root), issues, depth);
 }
 
-fn walk(ctx: Context, obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>, depth: usize) {
+fn walk(ctx: Context, obj: &Map<String, Value>, path: &Path<'_>, issues: &mut Vec<Issue>, depth: usize) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -50,15 +69,14 @@ fn walk(ctx: Context, obj: &Map<String, Value>, path: &str, issues: &mut Vec<Iss
             None => (key.as_str(), false),
         };
         let Some(info) = ctx.child(base) else { continue };
-        let child_path = format!("{path}.{base}");
+        let child_path = Path::Child(path, base);
         match value {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let item_path = format!("{child_path}[{i}]");
-                    walk_value(info, is_ext, item, item_path, issues, depth + 1);
+                    walk_value(info, is_ext, item, &Path::Item(&child_path, i), issues, depth + 1);
                 }
             }
-            _ => walk_value(info, is_ext, value, child_path, issues, depth + 1),
+            _ => walk_value(info, is_ext, value, &child_path, issues, depth + 1),
         }
     }
 }
@@ -67,12 +85,12 @@ fn walk_value(
     info: ElementInfo,
     is_ext: bool,
     value: &Value,
-    path: String,
+    path: &Path<'_>,
     issues: &mut Vec<Issue>,
     depth: usize,
 ) {
     if info.is_resource() {
-        return walk_resource(value, path, issues, depth);
+        return walk_resource(value, Some(path), issues, depth);
     }
     // A primitive's own value has no children; its `_x` object holds the
     // id and extensions, described by the primitive type's definition.
@@ -84,7 +102,7 @@ fn walk_value(
         false => info.descend(),
     };
     if let (Some(ctx), Some(obj)) = (ctx, value.as_object()) {
-        walk(ctx, obj, &path, issues, depth);
+        walk(ctx, obj, path, issues, depth);
     }
 }
 

@@ -69,6 +69,7 @@ impl Registry {
                 .ok_or_else(|| bad(format!("the expression has no part for {base}"), "expression"))?;
             crate::fhirpath::parse(&own)
                 .map_err(|e| bad(format!("the expression does not parse: {e}"), "expression"))?;
+            let compiled = compile(url, &own);
             out.push((
                 base.to_string(),
                 SearchParam {
@@ -76,7 +77,8 @@ impl Registry {
                     url: url.to_string(),
                     kind,
                     description: text("description").unwrap_or_default().to_string(),
-                    compiled: compile(url, &own),
+                    reads: compiled.as_deref().and_then(crate::fhirpath::top_level_reads),
+                    compiled,
                     expression: Some(own),
                     targets: targets.clone(),
                     components: Vec::new(),

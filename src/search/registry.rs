@@ -50,6 +50,9 @@ pub struct SearchParam {
     pub expression: Option<String>,
     /// The expression, parsed once; `None` when there is none or it does not parse.
     pub compiled: Option<Arc<Expr>>,
+    /// The resource's top-level properties the expression reads, when it yields nothing
+    /// without them (`fhirpath::top_level_reads`): a resource with none of them has no values.
+    pub reads: Option<Vec<String>>,
     /// For reference parameters: the resource types it may point to.
     pub targets: Vec<String>,
     /// For composite parameters: each component's type and expression (relative to the
@@ -169,6 +172,24 @@ static OFFICIAL: LazyLock<Official> = LazyLock::new(|| {
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
+/// Each type's official parameters, common ones included, ordered by code.
+static OFFICIAL_BY_TYPE: LazyLock<HashMap<String, Vec<&'static SearchParam>>> = LazyLock::new(|| {
+    let o: &'static Official = &OFFICIAL;
+    o.by_type.keys().map(|t| (t.clone(), official_for_type(o, t))).collect()
+});
+
+/// The official parameters of `rtype` (its own, and the common ones it does not redefine),
+/// ordered by code.
+fn official_for_type<'a>(o: &'a Official, rtype: &str) -> Vec<&'a SearchParam> {
+    let mut all: Vec<&SearchParam> = o.common.values().collect();
+    if let Some(own) = o.by_type.get(rtype) {
+        all.retain(|p| !own.contains_key(&p.code));
+        all.extend(own.values());
+    }
+    all.sort_by(|a, b| a.code.cmp(&b.code));
+    all
+}
+
 impl Default for Registry {
     fn default() -> Self {
         Registry::new()
@@ -224,18 +245,21 @@ impl Registry {
 
     /// Every parameter that applies to `rtype`, common and custom ones included, ordered by code.
     pub fn for_type(&self, rtype: &str) -> Vec<&SearchParam> {
-        let o = self.official;
-        let mut all: Vec<&SearchParam> = o.common.values().collect();
-        if let Some(own) = o.by_type.get(rtype) {
-            all.retain(|p| !own.contains_key(&p.code));
-            all.extend(own.values());
-        }
         let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(extra) = custom.get(rtype) {
+        let extra = custom.get(rtype).filter(|m| !m.is_empty());
+        // Indexing asks for every resource it writes: the official list is merged and sorted
+        // once per type.
+        if extra.is_none()
+            && let Some(merged) = OFFICIAL_BY_TYPE.get(rtype)
+        {
+            return merged.clone();
+        }
+        let mut all = official_for_type(self.official, rtype);
+        if let Some(extra) = extra {
             all.retain(|p| !extra.contains_key(&p.code));
             all.extend(extra.values().copied());
+            all.sort_by(|a, b| a.code.cmp(&b.code));
         }
-        all.sort_by(|a, b| a.code.cmp(&b.code));
         all
     }
 }
@@ -257,12 +281,14 @@ impl Official {
                 .collect();
             for base in &raw.base {
                 let expression = raw.expression.as_deref().and_then(|e| restrict(e, base));
+                let compiled = expression.as_deref().and_then(|e| compile(&raw.url, e));
                 let param = SearchParam {
                     code: raw.code.clone(),
                     url: raw.url.clone(),
                     kind: raw.kind,
                     description: raw.description.clone(),
-                    compiled: expression.as_deref().and_then(|e| compile(&raw.url, e)),
+                    reads: compiled.as_deref().and_then(crate::fhirpath::top_level_reads),
+                    compiled,
                     expression,
                     targets: raw.target.clone(),
                     components: components.clone(),

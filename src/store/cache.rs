@@ -5,8 +5,9 @@
 //! Profiling showed a SQLite read spends most of its time handing the query to sqlx's
 //! connection thread and back; a hit skips that entirely.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use super::Version;
 
@@ -20,19 +21,20 @@ pub struct Cache {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<(String, String), Arc<Version>>,
+    /// By type, then id: looked up without building a key.
+    map: HashMap<String, HashMap<String, Arc<Version>>>,
     bytes: usize,
 }
 
 impl Cache {
     pub fn get(&self, rtype: &str, id: &str) -> Option<Arc<Version>> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.map.get(&(rtype.to_string(), id.to_string())).cloned()
+        inner.map.get(rtype)?.get(id).cloned()
     }
 
     pub fn forget(&self, rtype: &str, id: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = inner.map.remove(&(rtype.to_string(), id.to_string())) {
+        if let Some(old) = inner.map.get_mut(rtype).and_then(|m| m.remove(id)) {
             inner.bytes -= old.body.len();
         }
     }
@@ -41,8 +43,8 @@ impl Cache {
     /// must not overwrite what a writer committed meanwhile.
     pub fn put(&self, v: Arc<Version>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (v.rtype.clone(), v.id.clone());
-        if inner.map.get(&key).is_some_and(|old| old.version > v.version) {
+        let cached = inner.map.get(&v.rtype).and_then(|m| m.get(&v.id));
+        if cached.is_some_and(|old| old.version > v.version) {
             return;
         }
         if inner.bytes + v.body.len() > BUDGET {
@@ -51,7 +53,11 @@ impl Cache {
             inner.bytes = 0;
         }
         inner.bytes += v.body.len();
-        if let Some(old) = inner.map.insert(key, v) {
+        let of_type = match inner.map.get_mut(&v.rtype) {
+            Some(m) => m,
+            None => inner.map.entry(v.rtype.clone()).or_default(),
+        };
+        if let Some(old) = of_type.insert(v.id.clone(), v) {
             inner.bytes -= old.body.len();
         }
     }
