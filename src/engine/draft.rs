@@ -20,7 +20,7 @@ use super::transaction::{Method, Request, collect_references, replace_references
 use crate::resource;
 use crate::search::Registry;
 use crate::search::index::{extract_some, split_reference};
-use crate::store::IndexRows;
+use crate::store::{Filter, IndexRows};
 
 /// Parameters read from what stamping sets (`id`, `meta.versionId`, `meta.lastUpdated`).
 pub(super) const AT_WRITE: &[&str] = &["_id", "_lastUpdated"];
@@ -36,6 +36,10 @@ pub struct Drafts {
     names: Vec<(String, String)>,
     rows: Vec<Mutex<Option<IndexRows>>>,
     resources: Mutex<Option<Vec<Option<Value>>>>,
+    /// The queries of the entries' conditions, planned by the sender: (type, condition, query).
+    /// Reused by every attempt; the writer plans again only after a change of the custom
+    /// parameters.
+    conditions: Vec<(String, String, Filter)>,
 }
 
 impl Drafts {
@@ -55,7 +59,29 @@ impl Drafts {
             .map(|(i, r)| Mutex::new(draft(registry, r, &format!("{nonce}-{i}"), &by_full)))
             .collect();
         let resources = Mutex::new(Some(requests.iter().map(|r| r.resource.clone()).collect()));
-        Drafts { nonce, generation, names, rows, resources }
+        Drafts { nonce, generation, names, rows, resources, conditions: Vec::new() }
+    }
+
+    /// With the queries of the `requests`' conditions planned by `plan` (one that cannot be is
+    /// left to the writer, which reports why).
+    pub fn with_conditions(
+        mut self,
+        requests: &[Request],
+        plan: impl Fn(&str, &str) -> crate::error::Result<Filter>,
+    ) -> Drafts {
+        self.conditions = super::transaction::conditions(requests)
+            .into_iter()
+            .filter_map(|(t, q)| Some((t.to_string(), q.to_string(), plan(t, q).ok()?)))
+            .collect();
+        self
+    }
+
+    /// The planned query of `condition` on `rtype`, if it still holds.
+    pub(super) fn condition(&self, registry: &Registry, rtype: &str, condition: &str) -> Option<&Filter> {
+        if registry.generation() != self.generation {
+            return None;
+        }
+        self.conditions.iter().find(|(t, q, _)| t == rtype && q == condition).map(|(_, _, f)| f)
     }
 
     /// The copy of the requests' resources, if no attempt took it yet.
@@ -254,5 +280,31 @@ mod tests {
         let drafts = Drafts::make(&registry, &requests);
         registry.set_custom("sp", Vec::new());
         assert!(drafts.rows(&registry, literal, &aliases).is_none());
+    }
+
+    #[test]
+    fn planned_conditions_are_found_by_type_and_condition_until_the_parameters_change() {
+        let registry = Registry::new();
+        let requests = demo_transaction();
+        let plan = |t: &str, q: &str| {
+            if q.ends_with('3') {
+                return Err(crate::error::Error::Internal("not this one".into()));
+            }
+            Ok(Filter { sql: format!("{t} {q}"), binds: Vec::new() })
+        };
+        let drafts = Drafts::make(&registry, &requests).with_conditions(&requests, plan);
+        // Every other demo entry is a conditional update (`identifier=x<i>`).
+        let (t, q) = requests[1].url.split_once('?').unwrap();
+        assert_eq!(
+            drafts.condition(&registry, t, q).map(|f| f.sql.as_str()),
+            Some(format!("{t} {q}").as_str())
+        );
+        assert!(drafts.condition(&registry, "Basic", q).is_none());
+        // One the sender could not plan is the writer's to plan (and to report).
+        let (t, q) = requests[3].url.split_once('?').unwrap();
+        assert!(drafts.condition(&registry, t, q).is_none());
+        registry.set_custom("sp", Vec::new());
+        let (t, q) = requests[1].url.split_once('?').unwrap();
+        assert!(drafts.condition(&registry, t, q).is_none());
     }
 }

@@ -8,7 +8,6 @@ use super::Engine;
 use super::draft::Drafts;
 use super::transaction::{Change, Outcome, Request, check_requests};
 use crate::error::{Error, Result};
-use crate::search::Registry;
 use crate::store::hl7::Received;
 use crate::store::{Durable, is_write_conflict};
 
@@ -28,11 +27,12 @@ impl Part {
         Ok(Part { requests, record, drafts: None })
     }
 
-    /// The part with its index rows extracted here, on the sender's task, instead of on the
-    /// writer (`draft.rs`).
-    pub fn drafted(self, registry: &Registry) -> Part {
-        let drafts = Some(Drafts::make(registry, &self.requests));
-        Part { drafts, ..self }
+    /// The part with its index rows extracted, and the queries of its conditions planned,
+    /// here on the sender's task instead of on the writer (`draft.rs`).
+    pub fn drafted(self, engine: &Engine) -> Part {
+        let drafts = Drafts::make(&engine.registry, &self.requests)
+            .with_conditions(&self.requests, |t, q| engine.condition_filter(t, q));
+        Part { drafts: Some(drafts), ..self }
     }
 }
 

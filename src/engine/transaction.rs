@@ -183,6 +183,19 @@ enum Target<'a> {
     Condition(&'a str, &'a str),
 }
 
+/// The conditions a transaction's entries are written under, as (type, condition): conditional
+/// creates and conditional updates.
+pub(super) fn conditions(requests: &[Request]) -> Vec<(&str, &str)> {
+    requests
+        .iter()
+        .filter_map(|r| match (r.method, target(&r.url).ok()?) {
+            (Method::Post, Target::Type(t)) => Some((t, r.if_none_exist.as_deref()?)),
+            (Method::Put, Target::Condition(t, q)) => Some((t, q)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn target(url: &str) -> Result<Target<'_>> {
     let path = url.split('?').next().unwrap_or_default();
     let rtype = path.split('/').next().unwrap_or_default();
@@ -318,7 +331,7 @@ impl Engine {
         let mut aliases: HashMap<String, String> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
         for (i, r) in requests.iter().enumerate() {
-            let step = self.resolve(tx, r, &ids[i]).await.map_err(|e| e.in_entry(i))?;
+            let step = self.resolve(tx, r, &ids[i], drafts).await.map_err(|e| e.in_entry(i))?;
             let Some(step) = step else { continue };
             if let Some(key) = step.key() {
                 if !seen.insert(key.clone()) {
@@ -340,7 +353,7 @@ impl Engine {
             .unwrap_or_else(|| requests.iter().map(|r| r.resource.clone()).collect());
         for (i, res) in resources.iter_mut().enumerate() {
             if let Some(v) = res {
-                self.rewrite(tx, v, &aliases).await.map_err(|e| e.in_entry(i))?;
+                self.rewrite(tx, v, &aliases, drafts).await.map_err(|e| e.in_entry(i))?;
             }
         }
         // Phase 3: DELETE, then POST, then PUT.
@@ -427,11 +440,17 @@ impl Engine {
     }
 
     /// Decides an entry's write inside the transaction: conditions are resolved here.
-    async fn resolve(&self, tx: &mut Tx, r: &Request, new_id: &str) -> Result<Option<Step>> {
+    async fn resolve(
+        &self,
+        tx: &mut Tx,
+        r: &Request,
+        new_id: &str,
+        planned: Option<&Drafts>,
+    ) -> Result<Option<Step>> {
         let step = match (r.method, target(&r.url)?) {
             (Method::Get, _) => return Ok(None),
             (Method::Post, Target::Type(t)) => match &r.if_none_exist {
-                Some(cond) => match self.find_for_condition(tx, t, cond).await?.as_slice() {
+                Some(cond) => match self.find_for_condition(tx, t, cond, planned).await?.as_slice() {
                     [] => Step::Create(t.into(), new_id.into()),
                     [(_, id)] => Step::Existing(t.into(), id.clone()),
                     _ => return Err(multiple_matches(t, cond)),
@@ -452,7 +471,7 @@ impl Engine {
                 Step::Put(t.into(), id.into())
             }
             (Method::Put, Target::Condition(t, q)) => {
-                match self.find_for_condition(tx, t, q).await?.as_slice() {
+                match self.find_for_condition(tx, t, q, planned).await?.as_slice() {
                     [] => match body_id(r) {
                         Some(id) => Step::Put(t.into(), id),
                         // A new id: no row can have it, so none is looked up.
@@ -472,7 +491,7 @@ impl Engine {
             }
             (Method::Delete, Target::Instance(t, id)) => Step::Delete(t.into(), id.into(), r.if_match),
             (Method::Delete, Target::Condition(t, q)) => {
-                match self.find_for_condition(tx, t, q).await?.as_slice() {
+                match self.find_for_condition(tx, t, q, planned).await?.as_slice() {
                     [] => Step::Nothing,
                     [(_, id)] => Step::Delete(t.into(), id.clone(), r.if_match),
                     _ => return Err(multiple_matches(t, q)),
@@ -490,7 +509,13 @@ impl Engine {
 
     /// Rewrites every `reference` that names another entry's fullUrl or is a conditional
     /// reference (`Patient?identifier=…`, which must match exactly one resource).
-    async fn rewrite(&self, tx: &mut Tx, value: &mut Value, aliases: &HashMap<String, String>) -> Result<()> {
+    async fn rewrite(
+        &self,
+        tx: &mut Tx,
+        value: &mut Value,
+        aliases: &HashMap<String, String>,
+        planned: Option<&Drafts>,
+    ) -> Result<()> {
         let mut refs: Vec<String> = Vec::new();
         collect_references(value, &mut refs);
         let mut resolved: HashMap<String, String> = HashMap::new();
@@ -506,7 +531,7 @@ impl Engine {
                     format!("'{r}' is not the fullUrl of any entry"),
                 ));
             } else if let Some((t, q)) = r.split_once('?').filter(|(t, _)| resource::is_resource_type(t)) {
-                let found = self.find_for_condition(tx, t, q).await?;
+                let found = self.find_for_condition(tx, t, q, planned).await?;
                 match found.as_slice() {
                     [(_, id)] => {
                         resolved.insert(r.clone(), format!("{t}/{id}"));

@@ -2,12 +2,13 @@
 
 use serde_json::Value;
 
+use super::draft::Drafts;
 use super::load::{Origin, Prepared, prepare};
 use super::{Engine, lock_key};
 use crate::error::{Error, IssueCode, Result};
 use crate::resource::{self, instant};
 use crate::search::{self, Handling, SearchQuery};
-use crate::store::{Current, NewVersion, Tx, Version};
+use crate::store::{Current, Filter, NewVersion, Tx, Version};
 
 /// The result of a create or update.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ impl Engine {
     async fn try_create(&self, rtype: &str, value: &Value, if_none_exist: Option<&str>) -> Result<Written> {
         let mut tx = self.store.begin().await?;
         if let Some(condition) = if_none_exist {
-            let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+            let found = self.find_for_condition(&mut tx, rtype, condition, None).await?;
             match found.as_slice() {
                 [] => {}
                 [(_, id)] => {
@@ -237,7 +238,7 @@ impl Engine {
     ) -> Result<Written> {
         let body_id = value.get("id").and_then(Value::as_str).map(str::to_string);
         let mut tx = self.store.begin().await?;
-        let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+        let found = self.find_for_condition(&mut tx, rtype, condition, None).await?;
         let id = match found.as_slice() {
             [] => body_id.clone().unwrap_or_else(super::new_id),
             [(_, id)] => {
@@ -346,7 +347,7 @@ impl Engine {
         condition: &str,
     ) -> Result<(Deleted, Option<String>)> {
         let mut tx = self.store.begin().await?;
-        let found = self.find_for_condition(&mut tx, rtype, condition).await?;
+        let found = self.find_for_condition(&mut tx, rtype, condition, None).await?;
         let version = match found.as_slice() {
             [] => None,
             [(_, id)] => self.delete_in(&mut tx, rtype, id, None).await?,
@@ -462,12 +463,28 @@ impl Engine {
 
     /// Resolves the criteria of a conditional interaction inside the write transaction, holding
     /// a lock on the condition so two writers cannot both see "no match" and both create.
+    /// `planned`: where the sender planned the condition's query already (`draft.rs`).
     pub(super) async fn find_for_condition(
         &self,
         tx: &mut Tx,
         rtype: &str,
         condition: &str,
+        planned: Option<&Drafts>,
     ) -> Result<Vec<(i64, String)>> {
+        let made;
+        let filter = match planned.and_then(|d| d.condition(&self.registry, rtype, condition)) {
+            Some(filter) => filter,
+            None => {
+                made = self.condition_filter(rtype, condition)?;
+                &made
+            }
+        };
+        tx.lock(lock_key(&[rtype, condition])).await?;
+        tx.matching(rtype, filter, 2).await
+    }
+
+    /// The query a condition (`identifier=…`) on `rtype` stands for.
+    pub(super) fn condition_filter(&self, rtype: &str, condition: &str) -> Result<Filter> {
         let query = SearchQuery::parse(condition)?;
         if query.criteria.is_empty() {
             return Err(Error::invalid(
@@ -475,9 +492,7 @@ impl Engine {
                 format!("the conditional request on {rtype} has no search criteria"),
             ));
         }
-        let plan = search::plan(&self.registry, &self.store, rtype, &query.criteria, Handling::Strict)?;
-        tx.lock(lock_key(&[rtype, condition])).await?;
-        tx.matching(rtype, &plan.filter, 2).await
+        Ok(search::plan(&self.registry, &self.store, rtype, &query.criteria, Handling::Strict)?.filter)
     }
 }
 

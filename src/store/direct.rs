@@ -202,6 +202,9 @@ unsafe impl Send for Connection {}
 /// text, and a long-running server must not keep each one for ever.
 const MAX_STATEMENTS: usize = 256;
 
+/// Run as prepared statements, kept like the others: `sqlite3_exec` parses its SQL every time.
+const BEGIN: &str = "BEGIN IMMEDIATE";
+
 /// WAL frames (pages) after a commit that start a checkpoint: SQLite's `wal_autocheckpoint`,
 /// which the writer replaces with its own WAL hook.
 const CHECKPOINT_FRAMES: i32 = 10_000;
@@ -442,7 +445,7 @@ impl Session {
         super::walbuf::discard(db);
         // SAFETY: a valid handle, held.
         unsafe { ffi::sqlite3_busy_timeout(db, 0) };
-        let first = session.conn.exec("BEGIN IMMEDIATE");
+        let first = session.conn.run(BEGIN, &[], |_| ());
         unsafe { ffi::sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS) };
         match first {
             Ok(()) => {
@@ -450,7 +453,7 @@ impl Session {
                 Ok(session)
             }
             Err(e) if is_busy(&e) => tokio::task::spawn_blocking(move || {
-                session.conn.exec("BEGIN IMMEDIATE")?;
+                session.conn.run(BEGIN, &[], |_| ())?;
                 session.open = true;
                 Ok(session)
             })
@@ -472,7 +475,7 @@ impl Session {
     pub async fn commit(mut self, then: impl FnOnce() + Send + 'static) -> Result<Durable> {
         // Nothing awaits between COMMIT and `then`: a caller that stops waiting cannot leave
         // `then` undone.
-        self.conn.exec("COMMIT")?;
+        self.conn.run("COMMIT", &[], |_| ())?;
         self.open = false;
         then();
         // Numbered before the connection is released: in the WAL's order.
