@@ -54,7 +54,8 @@ impl Store {
 
     pub async fn vread(&self, rtype: &str, id: &str, ver: i64) -> Result<Option<Version>> {
         let sql = "SELECT rtype, id, version, last_updated, method = 'DELETE', method, body \
-                   FROM resource_history WHERE rtype = $1 AND id = $2 AND version = $3";
+                   FROM resource_history \
+                   WHERE rkey = (SELECT rkey FROM resource WHERE rtype = $1 AND id = $2) AND version = $3";
         let row: Option<VersionRow> = on_backend!(self, pool => sqlx::query_as(sql)
             .bind(rtype).bind(id).bind(ver).fetch_optional(pool).await?);
         Ok(row.map(version))
@@ -98,7 +99,8 @@ impl Store {
 
     /// Number of versions in an instance's history (the only history total that is cheap).
     pub async fn history_count(&self, rtype: &str, id: &str) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM resource_history WHERE rtype = $1 AND id = $2";
+        let sql = "SELECT COUNT(*) FROM resource_history \
+                   WHERE rkey = (SELECT rkey FROM resource WHERE rtype = $1 AND id = $2)";
         let n: (i64,) =
             on_backend!(self, pool => sqlx::query_as(sql).bind(rtype).bind(id).fetch_one(pool).await?);
         Ok(n.0)
@@ -148,7 +150,7 @@ impl Store {
 fn history_scope(scope: &HistoryScope) -> (Vec<String>, Vec<Bind>) {
     match scope {
         HistoryScope::Instance { rtype, id } => (
-            vec!["h.rtype = $1".into(), "h.id = $2".into()],
+            vec!["h.rkey = (SELECT rkey FROM resource WHERE rtype = $1 AND id = $2)".into()],
             vec![Bind::Text(rtype.clone()), Bind::Text(id.clone())],
         ),
         HistoryScope::Type(rtype) => (vec!["h.rtype = $1".into()], vec![Bind::Text(rtype.clone())]),
