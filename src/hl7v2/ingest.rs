@@ -170,7 +170,12 @@ async fn writer(
             group.extend(Some(j.sender).filter(|s| s.0.is_some()));
         }
         lock(senders).in_flight.extend(group.iter().copied());
-        let commit = holder.engine().commit_group(&parts).await;
+        // Without the runtime's cooperative yields: every statement of a transaction spends
+        // budget, and a group of a few messages (~50 statements each) ran out of it midway and
+        // went to the back of the queue, behind the senders' parsing and mapping, while every
+        // sender waited for it. A group is bounded (GROUP_MAX), and the other runtime threads
+        // take over what waits on this one.
+        let commit = tokio::task::unconstrained(holder.engine().commit_group(&parts)).await;
         let (holder, senders) = (holder.clone(), senders.clone());
         finishing.spawn(async move {
             let results = holder.engine().finish_group(&parts, commit).await;
