@@ -615,15 +615,21 @@ mod tests {
     use super::*;
     use sqlx::sqlite::SqlitePoolOptions;
 
-    #[tokio::test]
-    async fn binds_by_number_commits_and_rolls_back() {
+    /// A WAL database in a temporary folder with the table `t` (`columns`), a pool on it and
+    /// the write connection.
+    async fn database(columns: &str) -> (tempfile::TempDir, sqlx::SqlitePool, Writer) {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let url = format!("sqlite://{}/t.db?mode=rwc", tmp.path().display());
         let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
         sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
-        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY, b INTEGER, c BLOB)").execute(&pool).await.unwrap();
-        let writer = Writer::open(&dir.join("t.db")).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE t ({columns})"))).execute(&pool).await.unwrap();
+        let writer = Writer::open(&tmp.path().join("t.db")).await.unwrap();
+        (tmp, pool, writer)
+    }
+
+    #[tokio::test]
+    async fn binds_by_number_commits_and_rolls_back() {
+        let (_tmp, pool, writer) = database("a TEXT PRIMARY KEY, b INTEGER, c BLOB").await;
 
         let mut s = Session::begin(&writer).await.unwrap();
         // Parameters named out of order bind by their number, not their position.
@@ -658,13 +664,8 @@ mod tests {
 
     #[tokio::test]
     async fn checkpoints_once_the_wal_has_grown() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, pool, writer) = database("a INTEGER PRIMARY KEY, c BLOB").await;
         let dir = tmp.path();
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
-        let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
-        sqlx::query("CREATE TABLE t (a INTEGER PRIMARY KEY, c BLOB)").execute(&pool).await.unwrap();
-        let writer = Writer::open(&dir.join("t.db")).await.unwrap();
         writer.conn.lock().await.checkpoint_at = 10;
         let blob = vec![7u8; 3000];
         for i in 0..200 {
