@@ -34,6 +34,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "bulk job client", include_str!("../../migrations/sqlite/0008_bulk_client.sql")),
     (9, "hl7 messages", include_str!("../../migrations/sqlite/0009_hl7.sql")),
     (10, "reference url index", include_str!("../../migrations/sqlite/0010_reference_url.sql")),
+    (11, "history by rkey", include_str!("../../migrations/sqlite/0011_history_by_rkey.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -46,6 +47,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "bulk job client", include_str!("../../migrations/postgres/0008_bulk_client.sql")),
     (9, "hl7 messages", include_str!("../../migrations/postgres/0009_hl7.sql")),
     (10, "reference url index", include_str!("../../migrations/postgres/0010_reference_url.sql")),
+    (11, "history by rkey", include_str!("../../migrations/postgres/0011_history_by_rkey.sql")),
 ];
 
 pub(super) async fn open(url: &str) -> Result<Backend> {
@@ -116,4 +118,34 @@ fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
         ))
     })?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each list names every file of its folder, in order: a migration file that is not listed
+    /// is never applied, and nothing else would notice.
+    #[test]
+    fn every_migration_file_is_compiled_in() {
+        for (folder, list) in [("sqlite", SQLITE_MIGRATIONS), ("postgres", POSTGRES_MIGRATIONS)] {
+            let dir = format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+            files.sort();
+            assert_eq!(files.len(), list.len(), "{dir}: {files:?}");
+            for (file, (version, _, sql)) in files.iter().zip(list) {
+                assert!(
+                    file.starts_with(&format!("{version:04}_")),
+                    "{folder}: {file} is not migration {version}"
+                );
+                let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+                assert_eq!(&text, sql, "{folder}: {file} is not the text compiled in as {version}");
+            }
+        }
+    }
 }
