@@ -524,32 +524,30 @@ pub(super) fn stamp_version(
     let version = current.map_or(1, |c| c.version + 1);
     // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
     let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
-    let json = |e: serde_json::Error| Error::Internal(e.to_string());
+    let body =
+        resource::stamped_body(&value, id, version, now).map_err(|e| Error::Internal(e.to_string()))?;
     // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing to
     // extract unless a parameter of theirs is indexed.
     let at_write_indexed =
         || super::draft::AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()));
+    // The stamped value itself, only to check a SearchParameter or to extract index rows.
     let index = match drafted {
-        // Drafted rows and nothing to check: the stamped value itself is not needed.
-        Some(rows) if rtype != "SearchParameter" && !at_write_indexed() => {
-            let body = resource::stamped_body(&value, id, version, now).map_err(json)?;
-            return Ok(Stamped { version, now, body, index: rows });
+        Some(rows) if rtype != "SearchParameter" && !at_write_indexed() => rows,
+        drafted => {
+            let stamped = resource::stamp(value, id, version, now);
+            if rtype == "SearchParameter" {
+                // Refused before it is stored: a parameter that cannot work must not look accepted.
+                registry.check_custom(id, &stamped)?;
+            }
+            match drafted {
+                Some(mut rows) => {
+                    let at_write = |code: &str| super::draft::AT_WRITE.contains(&code);
+                    rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
+                    rows
+                }
+                None => search::index::extract(registry, rtype, &stamped),
+            }
         }
-        other => other,
-    };
-    let stamped = resource::stamp(value, id, version, now);
-    if rtype == "SearchParameter" {
-        // Refused before it is stored: a parameter that cannot work must not look accepted.
-        registry.check_custom(id, &stamped)?;
-    }
-    let body = serde_json::to_vec(&stamped).map_err(json)?;
-    let index = match index {
-        Some(mut rows) => {
-            let at_write = |code: &str| super::draft::AT_WRITE.contains(&code);
-            rows.extend(search::index::extract_some(registry, rtype, &stamped, at_write));
-            rows
-        }
-        None => search::index::extract(registry, rtype, &stamped),
     };
     Ok(Stamped { version, now, body, index })
 }
