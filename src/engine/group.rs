@@ -47,17 +47,40 @@ pub enum Committed {
     AlreadyRecorded,
 }
 
-/// A group committed but perhaps not yet durable; [`Engine::finish_group`] waits for the disk
-/// and gives each part its result.
+/// A group committed but perhaps not yet durable; [`GroupCommit::into_parts`] gives each part
+/// its share, and [`Engine::finish_part`] waits for the disk and gives the part its result.
 pub struct GroupCommit(Result<(Vec<PartResult>, Durable)>);
+
+/// One part's share of a committed group.
+pub struct PartCommit(std::result::Result<(PartResult, Durable), String>);
+
+impl GroupCommit {
+    /// Each of the group's `n` parts' shares, in the parts' order.
+    pub fn into_parts(self, n: usize) -> Vec<PartCommit> {
+        match self.0 {
+            Ok((written, durable)) => {
+                written.into_iter().map(|w| PartCommit(Ok((w, durable.clone())))).collect()
+            }
+            // Nothing committed: every part in the group fails with it.
+            Err(e) => {
+                let why = format!("not stored: {e}");
+                (0..n).map(|_| PartCommit(Err(why.clone()))).collect()
+            }
+        }
+    }
+}
 
 impl Engine {
     /// Commits each part whose transaction succeeds, in one database transaction; the results
     /// come back in the parts' order, once the commit is durable. A conflict retries the whole
     /// group.
     pub async fn transaction_group(&self, parts: &[Part]) -> Vec<Result<Committed>> {
-        let commit = self.commit_group(parts).await;
-        self.finish_group(parts, commit).await
+        let shares = self.commit_group(parts).await.into_parts(parts.len());
+        let mut out = Vec::with_capacity(parts.len());
+        for (part, share) in parts.iter().zip(shares) {
+            out.push(self.finish_part(part, share).await);
+        }
+        out
     }
 
     /// The group's database work, up to its commit: the writer is free for the next group when
@@ -69,26 +92,15 @@ impl Engine {
         GroupCommit(self.retry(|| self.try_group(parts, &ids)).await)
     }
 
-    /// Each part's result, once the group's commit is durable.
-    pub async fn finish_group(&self, parts: &[Part], commit: GroupCommit) -> Vec<Result<Committed>> {
-        let written = match commit.0 {
-            Ok((written, durable)) => durable.wait().await.map(|()| written).map_err(|e| e.to_string()),
-            // Nothing committed: every part in the group fails with it.
-            Err(e) => Err(format!("not stored: {e}")),
-        };
-        let written = match written {
-            Ok(written) => written,
-            Err(why) => return parts.iter().map(|_| Err(Error::Internal(why.clone()))).collect(),
-        };
-        let mut out = Vec::with_capacity(parts.len());
-        for (part, w) in parts.iter().zip(written) {
-            out.push(match w {
-                Ok(Some(changes)) => Ok(Committed::Written(self.finish(&part.requests, changes).await)),
-                Ok(None) => Ok(Committed::AlreadyRecorded),
-                Err(e) => Err(e),
-            });
+    /// A part's result, once its group's commit is durable. Each part's own task waits for it:
+    /// the sync wakes the waiting senders directly, with no task in between to be scheduled.
+    pub async fn finish_part(&self, part: &Part, share: PartCommit) -> Result<Committed> {
+        let (written, durable) = share.0.map_err(Error::Internal)?;
+        durable.wait().await?;
+        match written? {
+            Some(changes) => Ok(Committed::Written(self.finish(&part.requests, changes).await)),
+            None => Ok(Committed::AlreadyRecorded),
         }
-        out
     }
 
     /// Each part's changes, `None` when its message was recorded already, or its own error.

@@ -20,7 +20,7 @@ mod write;
 
 pub use bulk::{BulkSettings, ExportLevel, ExportParams, JobState, Upload};
 pub use confine::See;
-pub use group::{Committed, GroupCommit, Part};
+pub use group::{Committed, GroupCommit, Part, PartCommit};
 pub use load::{LOAD_BATCH, Loader, Origin, Rejection, content_id};
 pub use read::History;
 pub use search::{Scope, SearchResult, subset};

@@ -3,8 +3,9 @@
 //! one database commit serves many messages, and each message still gets its own answer, once
 //! the commit is durable.
 //!
-//! The writer does not wait for the disk: it hands each committed group to a task that waits
-//! for the sync and answers, and goes on with the next group. So the busy connections are
+//! The writer does not wait for the disk: it hands each message its share of the committed
+//! group and goes on with the next group, while each sender waits for the sync itself (the
+//! sync thread wakes the senders directly). So the busy connections are
 //! split into two cohorts that take turns — one is written while the other's commit is
 //! synced, answered, and its next messages parsed. A group waits, for at most [`FILL_WAIT`],
 //! for the connections of its cohort (answered in the last [`RECENT`], nothing in flight),
@@ -20,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::AsEngine;
-use crate::engine::{Committed, Part};
-use crate::error::{Error, Result};
+use crate::engine::{Committed, Engine, Part, PartCommit};
+use crate::error::Error;
 
 /// Most messages committed together.
 const GROUP_MAX: usize = 64;
@@ -37,7 +38,7 @@ const COHORTS: usize = 2;
 struct Job {
     part: Part,
     sender: Sender,
-    reply: oneshot::Sender<Result<Committed>>,
+    reply: oneshot::Sender<(Part, PartCommit)>,
 }
 
 /// Who handed a message to the writer: an MLLP connection (`Some`, expected to send again),
@@ -68,40 +69,68 @@ pub struct Ingest {
     pub authorities: std::sync::Arc<super::datatypes::Authorities>,
     /// The largest message taken (MLLP frame or HTTP body).
     pub max_bytes: usize,
-    senders: Arc<AtomicU64>,
+    next_sender: Arc<AtomicU64>,
+    senders: Arc<Mutex<Senders>>,
 }
 
 /// What [`run`] reads.
-pub struct Inbox(mpsc::Receiver<Job>);
+pub struct Inbox(mpsc::Receiver<Job>, Arc<Mutex<Senders>>);
 
 impl Ingest {
     pub fn new(authorities: super::datatypes::Authorities, max_bytes: usize) -> (Ingest, Inbox) {
         let (queue, rx) = mpsc::channel(QUEUE);
+        let senders = Arc::new(Mutex::new(Senders::default()));
         let ingest = Ingest {
             queue,
             authorities: std::sync::Arc::new(authorities),
             max_bytes,
-            senders: Arc::new(AtomicU64::new(0)),
+            next_sender: Arc::new(AtomicU64::new(0)),
+            senders: senders.clone(),
         };
-        (ingest, Inbox(rx))
+        (ingest, Inbox(rx, senders))
     }
 
     /// A new MLLP connection's identity.
     pub fn connection(&self) -> Sender {
-        Sender(Some(self.senders.fetch_add(1, Ordering::Relaxed)))
+        Sender(Some(self.next_sender.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// Commits one message's writes and its record.
-    pub async fn commit(&self, part: Part, sender: Sender) -> Commit {
+    pub async fn commit(&self, engine: &Engine, part: Part, sender: Sender) -> Commit {
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Job { part, sender, reply }).await.is_err() {
             return Commit::Stopping;
         }
-        match answer.await {
-            Ok(Ok(Committed::Written(_))) => Commit::Stored,
-            Ok(Ok(Committed::AlreadyRecorded)) => Commit::AlreadyAccepted,
-            Ok(Err(e)) => Commit::Failed(e),
-            Err(_) => Commit::Stopping,
+        let Ok((part, share)) = answer.await else { return Commit::Stopping };
+        let mut answering = Answering { senders: &self.senders, sender, answered: false };
+        let result = engine.finish_part(&part, share).await;
+        answering.answered = true;
+        match result {
+            Ok(Committed::Written(_)) => Commit::Stored,
+            Ok(Committed::AlreadyRecorded) => Commit::AlreadyAccepted,
+            Err(e) => Commit::Failed(e),
+        }
+    }
+}
+
+/// A sender whose message is committed and whose answer is being awaited: it leaves the
+/// writer's in-flight set when it is answered — or when it stops waiting (its connection
+/// closed), so that no stale entry outlives it.
+struct Answering<'a> {
+    senders: &'a Mutex<Senders>,
+    sender: Sender,
+    answered: bool,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        if self.sender.0.is_none() {
+            return;
+        }
+        let mut known = lock(self.senders);
+        known.in_flight.remove(&self.sender);
+        if self.answered {
+            known.recent.insert(self.sender, Instant::now());
         }
     }
 }
@@ -109,9 +138,8 @@ impl Ingest {
 /// Commits groups until `stop`, then what is still waiting. SQLite has one writer, so one
 /// group at a time; PostgreSQL commits several groups at once (its own WAL flushes many
 /// transactions together).
-pub async fn run(holder: Arc<dyn AsEngine>, Inbox(rx): Inbox, stop: watch::Receiver<bool>) {
+pub async fn run(holder: Arc<dyn AsEngine>, Inbox(rx, senders): Inbox, stop: watch::Receiver<bool>) {
     let rx = tokio::sync::Mutex::new(rx);
-    let senders = Arc::new(Mutex::new(Senders::default()));
     match holder.engine().store.dialect() {
         crate::store::Dialect::Sqlite => writer(&holder, &rx, &senders, true, stop.clone()).await,
         // Several writers share the senders, so none can tell whom to wait for: no filling.
@@ -124,7 +152,7 @@ pub async fn run(holder: Arc<dyn AsEngine>, Inbox(rx): Inbox, stop: watch::Recei
 
 /// What the writer knows of the MLLP connections.
 #[derive(Default)]
-struct Senders {
+pub struct Senders {
     /// When each was last answered.
     recent: HashMap<Sender, Instant>,
     /// Those whose message is committed and not answered yet (its commit is being synced).
@@ -139,10 +167,7 @@ async fn writer(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut stopping = false;
-    // Groups committed and waiting for the disk; each answers its senders when it is durable.
-    let mut finishing = tokio::task::JoinSet::new();
     loop {
-        while finishing.try_join_next().is_some() {}
         let mut inbox = rx.lock().await;
         let first = if stopping {
             // What is still queued is committed before the writer ends.
@@ -161,7 +186,8 @@ async fn writer(
         let plan = if stopping || !fill { Plan::ANY } else { lock(senders).plan() };
         let jobs = gather(first, &mut inbox, &plan).await;
         drop(inbox);
-        let mut parts = Vec::with_capacity(jobs.len());
+        let n = jobs.len();
+        let mut parts = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(jobs.len());
         let mut group: Vec<Sender> = Vec::new();
         for j in jobs {
@@ -176,24 +202,11 @@ async fn writer(
         // sender waited for it. A group is bounded (GROUP_MAX), and the other runtime threads
         // take over what waits on this one.
         let commit = tokio::task::unconstrained(holder.engine().commit_group(&parts)).await;
-        let (holder, senders) = (holder.clone(), senders.clone());
-        finishing.spawn(async move {
-            let results = holder.engine().finish_group(&parts, commit).await;
-            {
-                let mut known = lock(&senders);
-                let now = Instant::now();
-                for s in group {
-                    known.in_flight.remove(&s);
-                    known.recent.insert(s, now);
-                }
-            }
-            for (reply, r) in replies.into_iter().zip(results) {
-                // A sender that went away gets no answer; what it sent is stored all the same.
-                let _ = reply.send(r);
-            }
-        });
+        for ((part, reply), share) in parts.into_iter().zip(replies).zip(commit.into_parts(n)) {
+            // A sender that went away gets no answer; what it sent is stored all the same.
+            let _ = reply.send((part, share));
+        }
     }
-    while finishing.join_next().await.is_some() {}
 }
 
 fn lock(senders: &Mutex<Senders>) -> std::sync::MutexGuard<'_, Senders> {
@@ -265,6 +278,19 @@ mod tests {
         };
         let part = Part::new(Vec::new(), record).unwrap();
         Job { part, sender, reply: oneshot::channel().0 }
+    }
+
+    #[test]
+    fn a_sender_leaves_the_in_flight_set_however_it_stops_waiting() {
+        let senders = Mutex::new(Senders::default());
+        let (a, b) = (Sender(Some(1)), Sender(Some(2)));
+        lock(&senders).in_flight.extend([a, b]);
+        drop(Answering { senders: &senders, sender: a, answered: true });
+        // Gone before its answer (its connection's task ended): not expected to send again.
+        drop(Answering { senders: &senders, sender: b, answered: false });
+        let known = lock(&senders);
+        assert!(known.in_flight.is_empty());
+        assert_eq!(known.recent.keys().copied().collect::<Vec<_>>(), vec![a]);
     }
 
     #[test]

@@ -108,7 +108,7 @@ async fn handle(
     let accepted = ack(Some(&m), AckCode::AA, &[]);
     let record = received(AckCode::AA, &accepted);
     let committed = match crate::engine::Part::new(requests, record) {
-        Ok(part) => ingest.commit(part.drafted(engine), from).await,
+        Ok(part) => ingest.commit(engine, part.drafted(engine), from).await,
         Err(e) => Commit::Failed(e),
     };
     match committed {

@@ -145,6 +145,7 @@ impl Drop for WalSync {
 }
 
 /// A committed transaction's promise of durability.
+#[derive(Clone)]
 pub struct Durable(Option<(Arc<WalSync>, u64)>);
 
 impl Durable {
