@@ -206,6 +206,11 @@ async fn writer(
             // A sender that went away gets no answer; what it sent is stored all the same.
             let _ = reply.send((part, share));
         }
+        // The last sender woken from this thread sits in the runtime's LIFO slot, which other
+        // threads cannot steal from: without a yield it waited for the whole next group
+        // (~1.5 ms) before it could even wait for its sync, and its cohort's next group
+        // formed without it (groups of 3 instead of 4 a third of the time).
+        tokio::task::yield_now().await;
     }
 }
 
