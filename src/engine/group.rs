@@ -55,6 +55,11 @@ pub struct GroupCommit(Result<(Vec<PartResult>, Durable)>);
 pub struct PartCommit(std::result::Result<(PartResult, Durable), String>);
 
 impl GroupCommit {
+    /// The commit's promise of durability; none when nothing was committed.
+    pub fn durable(&self) -> Option<Durable> {
+        self.0.as_ref().ok().map(|(_, durable)| durable.clone())
+    }
+
     /// Each of the group's `n` parts' shares, in the parts' order.
     pub fn into_parts(self, n: usize) -> Vec<PartCommit> {
         match self.0 {
@@ -92,8 +97,8 @@ impl Engine {
         GroupCommit(self.retry(|| self.try_group(parts, &ids)).await)
     }
 
-    /// A part's result, once its group's commit is durable. Each part's own task waits for it:
-    /// the sync wakes the waiting senders directly, with no task in between to be scheduled.
+    /// A part's result, once its group's commit is durable, on the part's own task (the HL7
+    /// writer hands the share over only once the sync has ended, so the wait is then over).
     pub async fn finish_part(&self, part: &Part, share: PartCommit) -> Result<Committed> {
         let (written, durable) = share.0.map_err(Error::Internal)?;
         durable.wait().await?;

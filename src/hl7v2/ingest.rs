@@ -3,9 +3,9 @@
 //! one database commit serves many messages, and each message still gets its own answer, once
 //! the commit is durable.
 //!
-//! The writer does not wait for the disk: it hands each message its share of the committed
-//! group and goes on with the next group, while each sender waits for the sync itself (the
-//! sync thread wakes the senders directly). So the busy connections are
+//! The writer does not wait for the disk: it goes on with the next group, and the WAL sync
+//! thread hands each message its share of the committed group once it is on disk (waking the
+//! senders from outside the runtime). So the busy connections are
 //! split into two cohorts that take turns — one is written while the other's commit is
 //! synced, answered, and its next messages parsed. A group waits, for at most [`FILL_WAIT`],
 //! for the connections of its cohort (answered in the last [`RECENT`], nothing in flight),
@@ -202,15 +202,22 @@ async fn writer(
         // sender waited for it. A group is bounded (GROUP_MAX), and the other runtime threads
         // take over what waits on this one.
         let commit = tokio::task::unconstrained(holder.engine().commit_group(&parts)).await;
-        for ((part, reply), share) in parts.into_iter().zip(replies).zip(commit.into_parts(n)) {
-            // A sender that went away gets no answer; what it sent is stored all the same.
-            let _ = reply.send((part, share));
+        // Each sender gets its share once the commit is on disk, from the sync thread: a task
+        // woken from there goes to the runtime's shared queue. Woken from here, the last one
+        // sat in this thread's LIFO slot, which the other thread cannot steal from, through
+        // the whole next group.
+        let durable = commit.durable();
+        let answers: Vec<_> = parts.into_iter().zip(replies).zip(commit.into_parts(n)).collect();
+        let answer = move || {
+            for ((part, reply), share) in answers {
+                // A sender that went away gets no answer; what it sent is stored all the same.
+                let _ = reply.send((part, share));
+            }
+        };
+        match durable {
+            Some(durable) => durable.then(answer),
+            None => answer(),
         }
-        // The last sender woken from this thread sits in the runtime's LIFO slot, which other
-        // threads cannot steal from: without a yield it waited for the whole next group
-        // (~1.5 ms) before it could even wait for its sync, and its cohort's next group
-        // formed without it (groups of 3 instead of 4 a third of the time).
-        tokio::task::yield_now().await;
     }
 }
 

@@ -39,8 +39,14 @@ struct Shared {
 #[derive(Default)]
 struct State {
     committed: u64,
+    /// Every commit up to this one has had its sync (or a sync failed).
+    settled: u64,
+    /// What to run once a commit's sync has ended, by commit number, in order.
+    then: Vec<(u64, Then)>,
     stop: bool,
 }
+
+type Then = Box<dyn FnOnce() + Send>;
 
 #[derive(Default)]
 struct Synced {
@@ -75,6 +81,19 @@ impl WalSync {
         state.committed += 1;
         self.shared.wake.notify_one();
         state.committed
+    }
+
+    /// Runs `f` once commit `n`'s sync has ended (at once if it has), on the sync thread: a
+    /// task woken from there goes to the runtime's shared queue, which any of its threads
+    /// takes from.
+    fn then(&self, n: u64, f: Then) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if n <= state.settled {
+            drop(state);
+            f();
+        } else {
+            state.then.push((n, f));
+        }
     }
 
     /// Waits until commit `n` is on disk.
@@ -118,6 +137,13 @@ impl Shared {
                 }
             }
             done = target;
+            let due: Vec<Then> = {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.settled = done;
+                let later = state.then.iter().position(|(n, _)| *n > done).unwrap_or(state.then.len());
+                state.then.drain(..later).map(|(_, f)| f).collect()
+            };
+            due.into_iter().for_each(|f| f());
         }
     }
 
@@ -158,6 +184,15 @@ impl Durable {
         Durable(Some((sync, n)))
     }
 
+    /// Runs `f` once the commit's sync has ended (whether it succeeded is for [`Self::wait`]
+    /// to say): at once for a commit durable when it returned.
+    pub fn then(&self, f: impl FnOnce() + Send + 'static) {
+        match &self.0 {
+            Some((sync, n)) => sync.then(*n, Box::new(f)),
+            None => f(),
+        }
+    }
+
     /// Waits until the commit is on disk.
     pub async fn wait(self) -> Result<()> {
         match self.0 {
@@ -195,6 +230,15 @@ mod tests {
         assert!(err.to_string().contains("could not be made durable"), "{err}");
         let f = broken.committed();
         assert!(Durable::after(broken.clone(), f).wait().await.is_err());
+        // What waits for a commit's sync runs once it has ended, failed or not; and at once
+        // for a commit whose sync already ended.
+        for (sync, n) in [(&sync, sync.committed()), (&broken, broken.committed()), (&sync, a)] {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            Durable::after(sync.clone(), n).then(move || {
+                let _ = tx.send(());
+            });
+            rx.await.unwrap();
+        }
         drop(sync);
     }
 }
