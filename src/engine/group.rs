@@ -55,9 +55,13 @@ pub struct GroupCommit(Result<(Vec<PartResult>, Durable)>);
 pub struct PartCommit(std::result::Result<(PartResult, Durable), String>);
 
 impl GroupCommit {
-    /// The commit's promise of durability; none when nothing was committed.
-    pub fn durable(&self) -> Option<Durable> {
-        self.0.as_ref().ok().map(|(_, durable)| durable.clone())
+    /// Runs `f` with the `n` parts' shares once the commit has had its sync — on the sync
+    /// thread, or at once when nothing was committed or the commit was durable on return.
+    pub fn when_synced(self, n: usize, f: impl FnOnce(Vec<PartCommit>) + Send + 'static) {
+        match &self.0 {
+            Ok((_, durable)) => durable.clone().then(move || f(self.into_parts(n))),
+            Err(_) => f(self.into_parts(n)),
+        }
     }
 
     /// Each of the group's `n` parts' shares, in the parts' order.

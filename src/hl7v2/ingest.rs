@@ -188,7 +188,7 @@ async fn writer(
         drop(inbox);
         let n = jobs.len();
         let mut parts = Vec::with_capacity(n);
-        let mut replies = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(n);
         let mut group: Vec<Sender> = Vec::new();
         for j in jobs {
             parts.push(j.part);
@@ -206,18 +206,12 @@ async fn writer(
         // woken from there goes to the runtime's shared queue. Woken from here, the last one
         // sat in this thread's LIFO slot, which the other thread cannot steal from, through
         // the whole next group.
-        let durable = commit.durable();
-        let answers: Vec<_> = parts.into_iter().zip(replies).zip(commit.into_parts(n)).collect();
-        let answer = move || {
-            for ((part, reply), share) in answers {
+        commit.when_synced(n, move |shares| {
+            for ((part, reply), share) in parts.into_iter().zip(replies).zip(shares) {
                 // A sender that went away gets no answer; what it sent is stored all the same.
                 let _ = reply.send((part, share));
             }
-        };
-        match durable {
-            Some(durable) => durable.then(answer),
-            None => answer(),
-        }
+        });
     }
 }
 
