@@ -82,6 +82,7 @@ impl Registry {
                     expression: Some(own),
                     targets: targets.clone(),
                     components: Vec::new(),
+                    narrower: Vec::new(),
                 },
             ));
         }

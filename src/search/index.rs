@@ -6,7 +6,7 @@ use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use super::registry::{ParamType, Registry, SearchParam};
+use super::registry::{ADDRESS_PARTS, HUMAN_NAME_PARTS, ParamType, Registry, SearchParam};
 use crate::fhirpath::{self, Item};
 use crate::resource::instant;
 use crate::store::{CompositeRow, DateRow, IndexRows, NumberRow, ReferenceRow, StringRow, TokenRow, UriRow};
@@ -53,7 +53,7 @@ pub fn extract_some(
             }
         };
         for item in &items {
-            add(&mut rows, &param.code, param.kind, item);
+            add(&mut rows, param, param.kind, item);
         }
     }
     rows.dedup();
@@ -76,7 +76,7 @@ fn composite(rows: &mut IndexRows, param: &SearchParam, expr: &fhirpath::Expr, r
         let part = |kind, expr| {
             let mut scratch = IndexRows::default();
             for v in fhirpath::evaluate_on(expr, resource, item.clone()).unwrap_or_default() {
-                add(&mut scratch, &param.code, kind, &v);
+                add(&mut scratch, param, kind, &v);
             }
             scratch
         };
@@ -117,22 +117,18 @@ fn composite(rows: &mut IndexRows, param: &SearchParam, expr: &fhirpath::Expr, r
     }
 }
 
-fn add(rows: &mut IndexRows, code: &str, kind: ParamType, item: &Item) {
+/// The rows of one value `item` of `param`, read as a `kind` value (a composite's components
+/// have their own kinds).
+fn add(rows: &mut IndexRows, param: &SearchParam, kind: ParamType, item: &Item) {
+    let code = param.code.as_str();
     let ty = item.type_name().unwrap_or_default();
     let value = item.node_value();
     let text =
         || item.as_str().map(str::to_string).or_else(|| value.and_then(Value::as_str).map(str::to_string));
     match kind {
         ParamType::String => match (ty, value) {
-            ("HumanName", Some(v)) => {
-                strings_of(rows, code, v, &["family", "given", "prefix", "suffix", "text"])
-            }
-            ("Address", Some(v)) => strings_of(
-                rows,
-                code,
-                v,
-                &["line", "city", "district", "state", "postalCode", "country", "text"],
-            ),
+            ("HumanName", Some(v)) => strings_of(rows, param, v, HUMAN_NAME_PARTS),
+            ("Address", Some(v)) => strings_of(rows, param, v, ADDRESS_PARTS),
             _ => {
                 if let Some(s) = text() {
                     push_string(rows, code, &s);
@@ -163,12 +159,14 @@ fn push_string(rows: &mut IndexRows, param: &str, s: &str) {
     }
 }
 
-fn strings_of(rows: &mut IndexRows, param: &str, v: &Value, fields: &[&str]) {
-    for f in fields {
+/// The string rows of a HumanName or Address: each part, but those a narrower parameter holds.
+fn strings_of(rows: &mut IndexRows, param: &SearchParam, v: &Value, fields: &[&str]) {
+    let code = param.code.as_str();
+    for f in fields.iter().filter(|f| !param.leaves(f)) {
         match v.get(*f) {
-            Some(Value::String(s)) => push_string(rows, param, s),
+            Some(Value::String(s)) => push_string(rows, code, s),
             Some(Value::Array(items)) => {
-                items.iter().filter_map(Value::as_str).for_each(|s| push_string(rows, param, s))
+                items.iter().filter_map(Value::as_str).for_each(|s| push_string(rows, code, s))
             }
             _ => {}
         }
@@ -315,6 +313,63 @@ fn quantity(rows: &mut IndexRows, param: &str, value: Option<&Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A parameter with narrower ones (`name` and `family`, `address` and `address-city`) loses
+    /// no value by leaving their parts to them: on every official example, its values indexed in
+    /// full are exactly those under it and its narrower parameters.
+    #[test]
+    fn narrower_parameters_hold_the_parts_left_out() {
+        let registry = Registry::global();
+        let name = registry.get("Patient", "name").unwrap();
+        let codes: Vec<&str> = name.stored_under().collect();
+        assert_eq!(codes, ["name", "family", "given"]);
+        let address: Vec<&str> = registry.get("Practitioner", "address").unwrap().stored_under().collect();
+        assert!(address.contains(&"address-city") && address.contains(&"address-postalcode"), "{address:?}");
+        // Each value once: the family under `family` only, the line (no parameter of its own)
+        // under `address`.
+        let p = json!({"resourceType": "Patient", "name": [{"family": "Kim", "text": "Dr Kim"}],
+            "address": [{"line": ["1 Elm"], "city": "Oslo"}]});
+        let strings = extract(registry, "Patient", &p).strings;
+        let mut rows: Vec<(&str, &str)> =
+            strings.iter().map(|s| (s.param.as_str(), s.exact.as_str())).collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [("address", "1 Elm"), ("address-city", "Oslo"), ("family", "Kim"), ("name", "Dr Kim")]
+        );
+        let mut checked = 0;
+        for (_, example) in &crate::resource::official_examples() {
+            let Some(rtype) = example["resourceType"].as_str() else { continue };
+            let rows = extract(registry, rtype, example);
+            for param in registry.for_type(rtype).into_iter().filter(|p| !p.narrower.is_empty()) {
+                let Some(expr) = &param.compiled else { continue };
+                let full = SearchParam { narrower: Vec::new(), ..param.clone() };
+                let mut expected = IndexRows::default();
+                for item in &fhirpath::evaluate(expr, example).unwrap() {
+                    add(&mut expected, &full, full.kind, item);
+                }
+                let mut want: Vec<(&str, &str)> =
+                    expected.strings.iter().map(|s| (s.norm.as_str(), s.exact.as_str())).collect();
+                let under: Vec<&str> = param.stored_under().collect();
+                let mut got: Vec<(&str, &str)> = rows
+                    .strings
+                    .iter()
+                    .filter(|s| under.contains(&s.param.as_str()))
+                    .map(|s| (s.norm.as_str(), s.exact.as_str()))
+                    .collect();
+                want.sort();
+                want.dedup();
+                got.sort();
+                got.dedup();
+                assert_eq!(got, want, "{rtype}.{}", param.code);
+                checked += usize::from(!want.is_empty());
+            }
+        }
+        // The examples are there in CI (`official_examples` is empty without them).
+        if !crate::resource::official_examples().is_empty() {
+            assert!(checked > 20, "{checked} values checked");
+        }
+    }
 
     /// Skipping a parameter whose properties a resource lacks (`SearchParam::reads`) loses
     /// nothing: on every official example, and on each with one top-level property taken away,

@@ -129,7 +129,7 @@ pub fn plan_from(
                 continue;
             }
         };
-        conds.push(criterion(store, &[rtype], param, c, &mut b)?);
+        conds.push(criterion(registry, store, &[rtype], param, c, &mut b)?);
     }
     let sql = if conds.is_empty() { ALL.to_string() } else { conds.join(" AND ") };
     let types_implied = conds.iter().any(|c| selects_by_index(c));
@@ -203,7 +203,7 @@ pub fn plan_many_from(
             ));
         }
         kept = having.iter().map(|(t, _)| *t).collect();
-        let cond = criterion(store, &kept, param, c, &mut b)?;
+        let cond = criterion(registry, store, &kept, param, c, &mut b)?;
         if selects_by_index(&cond) {
             selective_over.push(kept.len());
         }
@@ -458,7 +458,7 @@ fn last_link(cx: &Cx, rtype: &str, rest: &str, c: &Criterion, b: &mut Binder) ->
         .get(rtype, &inner.code)
         .filter(|p| p.indexed())
         .ok_or_else(|| invalid(c, format!("'{}' is not a supported parameter of {rtype}", inner.code)))?;
-    criterion(cx.store, &[rtype], param, &inner, b)
+    criterion(cx.registry, cx.store, &[rtype], param, &inner, b)
 }
 
 fn invalid(c: &Criterion, message: impl Into<String>) -> Error {
@@ -478,17 +478,26 @@ fn table(kind: ParamType) -> &'static str {
     }
 }
 
-/// `x.pid = $n`, or `x.pid IN (…)` when the parameter spans several types (ids are per type).
-fn pid_condition(store: &Store, types: &[&str], code: &str, b: &mut Binder) -> Result<String> {
-    let pids = types
-        .iter()
-        .map(|t| {
-            store
-                .param_id(t, code)
-                .map(|pid| b.push(Bind::Int(pid.into())))
-                .ok_or_else(|| Error::Internal(format!("search parameter {t}.{code} has no index id")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+/// `x.pid = $n`, or `x.pid IN (…)` when the parameter spans several types (ids are per type) or
+/// reads its narrower parameters' rows too (`SearchParam::narrower`).
+fn pid_condition(
+    registry: &Registry,
+    store: &Store,
+    types: &[&str],
+    code: &str,
+    b: &mut Binder,
+) -> Result<String> {
+    let mut pids = Vec::new();
+    for t in types {
+        let param = registry.get(t, code);
+        let codes = param.map_or_else(|| vec![code], |p| p.stored_under().collect());
+        for c in codes {
+            let pid = store
+                .param_id(t, c)
+                .ok_or_else(|| Error::Internal(format!("search parameter {t}.{c} has no index id")))?;
+            pids.push(b.push(Bind::Int(pid.into())));
+        }
+    }
     Ok(match pids.as_slice() {
         [one] => format!("x.pid = {one}"),
         _ => format!("x.pid IN ({})", pids.join(", ")),
@@ -497,6 +506,7 @@ fn pid_condition(store: &Store, types: &[&str], code: &str, b: &mut Binder) -> R
 
 /// One criterion on a parameter that every type in `types` has, with the same type.
 fn criterion(
+    registry: &Registry,
     store: &Store,
     types: &[&str],
     param: &SearchParam,
@@ -524,11 +534,13 @@ fn criterion(
     }
     let t = table(param.kind);
     if modifier == Some("missing") {
-        let mut having =
-            format!("SELECT x.rkey FROM {t} x WHERE {}", pid_condition(store, types, &param.code, b)?);
+        let mut having = format!(
+            "SELECT x.rkey FROM {t} x WHERE {}",
+            pid_condition(registry, store, types, &param.code, b)?
+        );
         if param.kind == ParamType::Reference {
             // A reference with only an identifier has token rows and no reference row.
-            let pids = pid_condition(store, types, &param.code, b)?;
+            let pids = pid_condition(registry, store, types, &param.code, b)?;
             having = format!("{having} UNION SELECT x.rkey FROM idx_token x WHERE {pids}");
         }
         return match c.values.as_slice() {
@@ -547,7 +559,7 @@ fn criterion(
         (ParamType::Reference, Some("identifier")) => ("idx_token", false),
         _ => (t, false),
     };
-    let p = pid_condition(store, types, &param.code, b)?;
+    let p = pid_condition(registry, store, types, &param.code, b)?;
     let alts = c
         .values
         .iter()

@@ -58,7 +58,24 @@ pub struct SearchParam {
     /// For composite parameters: each component's type and expression (relative to the
     /// parameter's expression).
     pub components: Vec<Component>,
+    /// For string parameters on a HumanName or Address: the parts that narrower parameters of
+    /// the same type index already (`family` is `Patient.name.family`). Their values are stored
+    /// once, under the narrower parameter, and this parameter's searches read those rows too.
+    pub narrower: Vec<Narrower>,
 }
+
+/// A part of a HumanName or Address that its own parameter indexes (see `SearchParam::narrower`).
+#[derive(Debug, Clone)]
+pub struct Narrower {
+    /// The element of the HumanName or Address (`family`, `city`).
+    pub element: &'static str,
+    /// The parameter whose rows hold it.
+    pub code: String,
+}
+
+/// The elements of the complex types a string parameter indexes (search.html#string).
+pub const HUMAN_NAME_PARTS: &[&str] = &["family", "given", "prefix", "suffix", "text"];
+pub const ADDRESS_PARTS: &[&str] = &["line", "city", "district", "state", "postalCode", "country", "text"];
 
 #[derive(Debug, Clone)]
 pub struct Component {
@@ -107,6 +124,17 @@ impl SearchParam {
     /// Whether the parameter is stored in index tables (not a column of `resource`).
     pub fn in_index_tables(&self) -> bool {
         self.indexed() && self.code != "_id" && self.code != "_lastUpdated"
+    }
+
+    /// Whether extraction leaves `element` of a HumanName or Address to a narrower parameter.
+    pub fn leaves(&self, element: &str) -> bool {
+        self.narrower.iter().any(|n| n.element == element)
+    }
+
+    /// The codes whose index rows this parameter's searches, sorts and `:missing` read: its own,
+    /// and its narrower parameters'.
+    pub fn stored_under(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.code.as_str()).chain(self.narrower.iter().map(|n| n.code.as_str()))
     }
 }
 
@@ -292,6 +320,7 @@ impl Official {
                     expression,
                     targets: raw.target.clone(),
                     components: components.clone(),
+                    narrower: Vec::new(),
                 };
                 if base == "Resource" || base == "DomainResource" {
                     common.insert(raw.code.clone(), param);
@@ -300,7 +329,34 @@ impl Official {
                 }
             }
         }
+        by_type.values_mut().for_each(find_narrower);
         Official { by_type, common }
+    }
+}
+
+/// Pairs each string parameter on a HumanName or Address with the parameters of the same type
+/// whose expression is its own plus one part (`Patient.address` and `Patient.address.city`):
+/// both would otherwise store the same value, a fifth of the string rows a Patient writes.
+fn find_narrower(params: &mut BTreeMap<String, SearchParam>) {
+    let mut found: Vec<(String, Narrower)> = Vec::new();
+    let indexed_string = |p: &&SearchParam| p.kind == ParamType::String && p.in_index_tables();
+    for wide in params.values().filter(indexed_string) {
+        let Some(expr) = wide.expression.as_deref() else { continue };
+        for element in HUMAN_NAME_PARTS.iter().chain(ADDRESS_PARTS) {
+            let narrow_expr = format!("{expr}.{element}");
+            let narrow = params
+                .values()
+                .filter(indexed_string)
+                .find(|p| p.expression.as_deref() == Some(narrow_expr.as_str()));
+            if let Some(narrow) = narrow {
+                found.push((wide.code.clone(), Narrower { element, code: narrow.code.clone() }));
+            }
+        }
+    }
+    for (code, narrower) in found {
+        if let Some(p) = params.get_mut(&code) {
+            p.narrower.push(narrower);
+        }
     }
 }
 

@@ -77,10 +77,11 @@ fn key(
         ParamType::Number | ParamType::Quantity => ("idx_number", "value", SortKind::Real),
         other => return Err(bad(format!("cannot sort by the {} parameter '{code}'", other.as_str()))),
     };
+    // A parameter's narrower parameters hold some of its values (`SearchParam::narrower`).
     let pids: Vec<String> = types
         .iter()
-        .filter(|t| registry.get(t, code).is_some_and(|p| p.kind == param.kind))
-        .filter_map(|t| store.param_id(t, code))
+        .filter_map(|t| registry.get(t, code).filter(|p| p.kind == param.kind).map(|p| (t, p)))
+        .flat_map(|(t, p)| p.stored_under().filter_map(|c| store.param_id(t, c)))
         .map(|pid| b.push(Bind::Int(pid.into())))
         .collect();
     if pids.is_empty() || !param.in_index_tables() {

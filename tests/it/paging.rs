@@ -58,6 +58,10 @@ both!(sort_by_one_and_several_keys, |srv| {
     assert_eq!(order(srv, "Patient?_sort=-birthdate").await, ["p3", "p1", "p4", "p2", "p5"]);
     assert_eq!(order(srv, "Patient?_sort=-_id").await, ["p5", "p4", "p3", "p2", "p1"]);
     assert_eq!(order(srv, "Patient?_sort=family&family=a").await, ["p3", "p2", "p5"]);
+    // `name` sorts by its lowest part, the family names stored under `family` included.
+    put(srv, "Patient/p6", json!({"name": [{"family": "Zulu", "given": ["Aaron"]}]})).await;
+    assert_eq!(order(srv, "Patient?_sort=name&name:missing=false").await, ["p6", "p3", "p2", "p5", "p1"]);
+    assert_eq!(order(srv, "Patient?_sort=-name&name:missing=false").await, ["p6", "p3", "p1", "p2", "p5"]);
 });
 
 both!(sort_by_number_token_reference, |srv| {

@@ -117,6 +117,21 @@ both!(string_patient_names_and_addresses, |srv| {
     check(srv, "Patient?address=ch", &["s1"]).await;
     check(srv, "Patient?address=ma", &["s2", "s3"]).await;
     check(srv, "Patient?address-postalcode=021", &["s2"]).await;
+    // `name` and `address` hold the parts their narrower parameters index (family, given,
+    // city, state, postal code, country) only under those: every modifier still sees them.
+    check(srv, "Patient?name:exact=Jim", &["s1"]).await;
+    check(srv, "Patient?name:exact=jim", &[]).await;
+    check(srv, "Patient?name:contains=ülle", &["s1"]).await;
+    check(srv, "Patient?address=zur", &["s1"]).await;
+    check(srv, "Patient?address:exact=MA", &["s2"]).await;
+    check(srv, "Patient?address:contains=ostO", &["s2"]).await;
+    check(srv, "Patient?name:missing=true", &["s4"]).await;
+    check(srv, "Patient?name:missing=false", &["s1", "s2", "s3"]).await;
+    check(srv, "Patient?address:missing=true", &["s4"]).await;
+    check(srv, "?_type=Patient,Practitioner&name=allen", &["s2"]).await;
+    put(srv, "Practitioner/s5", json!({"name": [{"family": "Allenby"}], "address": [{"city": "Zug"}]})).await;
+    check(srv, "?_type=Patient,Practitioner&name=allen", &["s2", "s5"]).await;
+    check(srv, "?_type=Patient,Practitioner&address=zu", &["s1", "s5"]).await;
     // different parameters are ANDed
     check(srv, "Patient?family=muller&given=jim", &["s1"]).await;
     check(srv, "Patient?family=muller&given=petra", &[]).await;
