@@ -434,9 +434,15 @@ mod tests {
         assert_eq!(tokens("active"), vec![(None, "true")]);
         assert_eq!(tokens("phone"), vec![(None, "555")]);
         assert_eq!(tokens("_tag"), vec![(Some("http://t"), "a")]);
-        let names: Vec<&str> =
-            rows.strings.iter().filter(|r| r.param == "name").map(|r| r.norm.as_str()).collect();
-        assert_eq!(names, vec!["james", "muller", "peter"]);
+        // `name`'s values are all under `family` and `given` (`SearchParam::narrower`).
+        let names: Vec<&str> = rows
+            .strings
+            .iter()
+            .filter(|r| ["name", "family", "given"].contains(&r.param.as_str()))
+            .map(|r| r.norm.as_str())
+            .collect();
+        assert_eq!(names, vec!["muller", "james", "peter"]);
+        assert!(!rows.strings.iter().any(|r| r.param == "name"));
         let family: Vec<&str> =
             rows.strings.iter().filter(|r| r.param == "family").map(|r| r.exact.as_str()).collect();
         assert_eq!(family, vec!["Müller"]);

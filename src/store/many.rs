@@ -122,18 +122,18 @@ impl Tx {
         let all: Vec<usize> = (0..versions.len()).collect();
         for chunk in all.chunks(ROWS) {
             let mut values = Vec::with_capacity(chunk.len());
-            let mut cells = Vec::with_capacity(chunk.len() * 6);
+            let mut cells = Vec::with_capacity(chunk.len() * 5);
             for &i in chunk {
                 let v = &versions[i];
                 let n = cells.len();
+                // The body stays in `resource` alone while the version is current (`Tx::history`).
                 values.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, 'PUT', ${})",
+                    "(${}, ${}, ${}, ${}, ${}, 'PUT', NULL)",
                     n + 1,
                     n + 2,
                     n + 3,
                     n + 4,
-                    n + 5,
-                    n + 6
+                    n + 5
                 ));
                 cells.extend([
                     Param::Int(keys[i]),
@@ -141,7 +141,6 @@ impl Tx {
                     Param::Text(v.id),
                     Param::Int(v.version),
                     Param::Int(v.last_updated),
-                    Param::Blob(v.body),
                 ]);
             }
             let sql = format!(

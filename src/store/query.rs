@@ -53,9 +53,10 @@ impl Store {
     }
 
     pub async fn vread(&self, rtype: &str, id: &str, ver: i64) -> Result<Option<Version>> {
-        let sql = "SELECT rtype, id, version, last_updated, method = 'DELETE', method, body \
-                   FROM resource_history \
-                   WHERE rkey = (SELECT rkey FROM resource WHERE rtype = $1 AND id = $2) AND version = $3";
+        // A history row has no body while its version is current (`Tx::history`).
+        let sql = "SELECT h.rtype, h.id, h.version, h.last_updated, h.method = 'DELETE', h.method, \
+                   COALESCE(h.body, r.body) FROM resource r JOIN resource_history h ON h.rkey = r.rkey \
+                   WHERE r.rtype = $1 AND r.id = $2 AND h.version = $3";
         let row: Option<VersionRow> = on_backend!(self, pool => sqlx::query_as(sql)
             .bind(rtype).bind(id).bind(ver).fetch_optional(pool).await?);
         Ok(row.map(version))
@@ -81,7 +82,8 @@ impl Store {
         }
         // A literal limit, not a parameter (see `Store::search`).
         let sql = format!(
-            "SELECT h.hkey, h.rtype, h.id, h.version, h.last_updated, h.method = 'DELETE', h.method, h.body \
+            "SELECT h.hkey, h.rtype, h.id, h.version, h.last_updated, h.method = 'DELETE', h.method, \
+             COALESCE(h.body, (SELECT r.body FROM resource r WHERE r.rkey = h.rkey)) \
              FROM resource_history h WHERE {} ORDER BY h.hkey DESC LIMIT {}",
             conds.join(" AND "),
             q.count

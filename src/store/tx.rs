@@ -337,6 +337,14 @@ impl Tx {
         deleted: bool,
         body: &[u8],
     ) -> Result<()> {
+        // The version being replaced takes its body into its history row, which held none while
+        // it was current (see `history`). On PostgreSQL a concurrent writer of the same resource
+        // waits here for the history row's lock, then finds the body moved and fails on the
+        // history's UNIQUE (rkey, version) below, as it did before.
+        let keep = "UPDATE resource_history SET body = (SELECT r.body FROM resource r WHERE r.rkey = $1) \
+                    WHERE rkey = $1 AND version = (SELECT r.version FROM resource r WHERE r.rkey = $1) \
+                    AND body IS NULL";
+        self.run(keep, &[Param::Int(rkey)]).await?;
         let sql =
             "UPDATE resource SET version = $2, last_updated = $3, deleted = $4, body = $5 WHERE rkey = $1";
         let params = [
@@ -360,8 +368,16 @@ impl Tx {
         method: &str,
         body: &[u8],
     ) -> Result<()> {
-        let sql = "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        // A version written is the current one: its body is in `resource` alone until the next
+        // version moves it here (`update`), so a create writes its body once. A deletion's
+        // empty body is its own.
+        let sql = if method == "DELETE" {
+            "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        } else {
+            "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)"
+        };
         let params = [
             Param::Int(rkey),
             Param::Text(rtype),
@@ -371,7 +387,8 @@ impl Tx {
             Param::Text(method),
             Param::Blob(body),
         ];
-        self.run(sql, &params).await?;
+        let params = if method == "DELETE" { &params[..] } else { &params[..6] };
+        self.run(sql, params).await?;
         // Every write records history, so this is where the transaction learns what it wrote.
         if self.cache.is_some() {
             let deleted = method == "DELETE";

@@ -36,7 +36,19 @@ both!(instance_history, |srv| {
     let mut p = created.clone();
     p["active"] = json!(false);
     srv.put(&format!("Practitioner/{id}"), &p).await;
+    // The current version's body is stored once (in the current row) and the one before it
+    // moved into its history row: both read back, as versions and in the history.
+    let v2 = json(srv.get(&format!("Practitioner/{id}/_history/2")).await).await;
+    assert_eq!((&v2["active"], &v2["meta"]["versionId"]), (&json!(false), &json!("2")));
+    let v1 = json(srv.get(&format!("Practitioner/{id}/_history/1")).await).await;
+    assert_eq!((&v1["active"], &v1["meta"]["versionId"]), (&json!(true), &json!("1")));
+    let h = json(srv.get(&format!("Practitioner/{id}/_history")).await).await;
+    let bodies: Vec<&Value> =
+        h["entry"].as_array().unwrap().iter().map(|e| &e["resource"]["active"]).collect();
+    assert_eq!(bodies, [&json!(false), &json!(true)]);
     srv.delete(&format!("Practitioner/{id}")).await;
+    let v2 = json(srv.get(&format!("Practitioner/{id}/_history/2")).await).await;
+    assert_eq!(v2["active"], false, "{v2}");
     let h = json(srv.get(&format!("Practitioner/{id}/_history")).await).await;
     assert_eq!(h["type"], "history");
     assert_eq!(h["total"], 3);
