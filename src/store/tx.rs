@@ -338,9 +338,8 @@ impl Tx {
         body: &[u8],
     ) -> Result<()> {
         // The version being replaced takes its body into its history row, which held none while
-        // it was current (see `history`). On PostgreSQL a concurrent writer of the same resource
-        // waits here for the history row's lock, then finds the body moved and fails on the
-        // history's UNIQUE (rkey, version) below, as it did before.
+        // it was current (see `history`). The caller holds the row already (`current` locks it
+        // on PostgreSQL; SQLite has one writer), so the body moved is the one being replaced.
         let keep = "UPDATE resource_history SET body = (SELECT r.body FROM resource r WHERE r.rkey = $1) \
                     WHERE rkey = $1 AND version = (SELECT r.version FROM resource r WHERE r.rkey = $1) \
                     AND body IS NULL";
