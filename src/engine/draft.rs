@@ -53,12 +53,19 @@ impl Drafts {
             .filter_map(|(i, r)| Some((r.full_url.clone()?, format!("{}/{nonce}-{i}", type_of(&r.url)?))))
             .collect();
         let by_full: HashMap<String, String> = names.iter().cloned().collect();
+        let back: HashMap<String, String> = names.iter().map(|(f, p)| (p.clone(), f.clone())).collect();
+        // The writer's copy of each resource is drafted on, then put back as it was.
+        let mut copies: Vec<Option<Value>> = requests.iter().map(|r| r.resource.clone()).collect();
         let rows = requests
             .iter()
+            .zip(copies.iter_mut())
             .enumerate()
-            .map(|(i, r)| Mutex::new(draft(registry, r, &format!("{nonce}-{i}"), &by_full)))
+            .map(|(i, (r, copy))| {
+                let names = (&by_full, &back);
+                Mutex::new(copy.as_mut().and_then(|v| draft(registry, r, v, &format!("{nonce}-{i}"), names)))
+            })
             .collect();
-        let resources = Mutex::new(Some(requests.iter().map(|r| r.resource.clone()).collect()));
+        let resources = Mutex::new(Some(copies));
         Drafts { nonce, generation, names, rows, resources, conditions: Vec::new() }
     }
 
@@ -133,8 +140,16 @@ fn type_of(url: &str) -> Option<&str> {
 }
 
 /// The rows of one entry's draft: its resource with `id` for an id and the placeholders for
-/// the other entries' fullUrls.
-fn draft(registry: &Registry, r: &Request, id: &str, names: &HashMap<String, String>) -> Option<IndexRows> {
+/// the other entries' fullUrls. `value` is a copy of the entry's resource, changed for the
+/// extraction and changed back (`names`: fullUrl → placeholder, and back), which saves a
+/// copy of every resource.
+fn draft(
+    registry: &Registry,
+    r: &Request,
+    value: &mut Value,
+    id: &str,
+    (names, back): (&HashMap<String, String>, &HashMap<String, String>),
+) -> Option<IndexRows> {
     if !matches!(r.method, Method::Post | Method::Put) {
         return None;
     }
@@ -155,10 +170,17 @@ fn draft(registry: &Registry, r: &Request, id: &str, names: &HashMap<String, Str
     if refs.iter().any(unnamed) {
         return None;
     }
-    let mut value = resource.clone();
-    value.as_object_mut()?.insert("id".into(), Value::String(id.into()));
-    replace_references(&mut value, names);
-    Some(extract_some(registry, rtype, &value, |code| !AT_WRITE.contains(&code)))
+    let had_id = value.as_object_mut()?.insert("id".into(), Value::String(id.into()));
+    replace_references(value, names);
+    let rows = extract_some(registry, rtype, value, |code| !AT_WRITE.contains(&code));
+    // Placeholders carry the nonce, so no reference the client wrote is taken for one.
+    replace_references(value, back);
+    let obj = value.as_object_mut()?;
+    match had_id {
+        Some(v) => obj.insert("id".into(), v),
+        None => obj.shift_remove("id"),
+    };
+    Some(rows)
 }
 
 /// True when a placeholder is anywhere but in a reference row's reference (which `rows` has
@@ -227,8 +249,18 @@ mod tests {
     #[test]
     fn drafted_rows_are_the_rows_of_the_stamped_version() {
         let registry = Registry::new();
-        let requests = demo_transaction();
+        let mut requests = demo_transaction();
+        // Some with an id (as PUTs may have), some without (as POSTs from HL7 v2 have).
+        for r in requests.iter_mut().step_by(2) {
+            r.resource.as_mut().and_then(Value::as_object_mut).unwrap().shift_remove("id");
+        }
         let drafts = Drafts::make(&registry, &requests);
+        // The writer's copies were drafted on and are back as they were, to the key order.
+        let copies = drafts.resources().unwrap();
+        let bytes = |v: &Option<Value>| serde_json::to_string(v).unwrap();
+        assert!(copies.iter().zip(&requests).all(|(c, r)| bytes(c) == bytes(&r.resource)));
+        assert!(requests.iter().any(|r| r.resource.as_ref().is_some_and(|v| v.get("id").is_some())));
+        assert!(requests.iter().any(|r| r.resource.as_ref().is_some_and(|v| v.get("id").is_none())));
         let aliases = aliases(&requests);
         let mut to_entries = 0;
         for (i, r) in requests.iter().enumerate() {
