@@ -158,8 +158,7 @@ fn draft(
         return None;
     }
     let mut refs = Vec::new();
-    let resource = r.resource.as_ref()?;
-    collect_references(resource, &mut refs);
+    collect_references(value, &mut refs);
     // What the writer would resolve otherwise (a conditional reference, an unknown fullUrl)
     // is not drafted.
     let unnamed = |s: &String| {

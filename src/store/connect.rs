@@ -126,51 +126,6 @@ fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
 mod tests {
     use super::*;
 
-    /// A database written before migration 12 keeps every version readable, and its current
-    /// versions' history rows give up their copy of the body (a deleted resource's last
-    /// version keeps its own).
-    #[tokio::test]
-    async fn migration_12_keeps_one_copy_of_current_bodies() {
-        let tmp = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", tmp.path().join("m.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        migrator(&SQLITE_MIGRATIONS[..11]).run(&pool).await.unwrap();
-        let b = |s: &str| format!("CAST('{s}' AS BLOB)");
-        let sql = format!(
-            "INSERT INTO resource VALUES (1, 'Patient', 'a', 2, 20, FALSE, {}), \
-             (2, 'Patient', 'b', 2, 20, TRUE, {});
-             INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) VALUES \
-             (1, 'Patient', 'a', 1, 10, 'POST', {}), (2, 'Patient', 'b', 1, 10, 'POST', {}), \
-             (1, 'Patient', 'a', 2, 20, 'PUT', {}), (2, 'Patient', 'b', 2, 20, 'DELETE', {})",
-            b(r#"{"v":2}"#),
-            b(""),
-            b(r#"{"v":1}"#),
-            b(r#"{"b":1}"#),
-            b(r#"{"v":2}"#),
-            b(""),
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-        pool.close().await;
-
-        let store = super::super::Store::open(&url).await.unwrap();
-        let body = |v: Option<super::super::Version>| String::from_utf8(v.unwrap().body).unwrap();
-        assert_eq!(body(store.vread("Patient", "a", 1).await.unwrap()), r#"{"v":1}"#);
-        assert_eq!(body(store.vread("Patient", "a", 2).await.unwrap()), r#"{"v":2}"#);
-        assert_eq!(body(store.vread("Patient", "b", 1).await.unwrap()), r#"{"b":1}"#);
-        assert_eq!(body(store.vread("Patient", "b", 2).await.unwrap()), "");
-        drop(store);
-        let pool = SqlitePoolOptions::new().connect(&url).await.unwrap();
-        let nulls: Vec<(i64, String, bool)> =
-            sqlx::query_as("SELECT rkey, method, body IS NULL FROM resource_history ORDER BY hkey")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let expected = [(1, "POST", false), (2, "POST", false), (1, "PUT", true), (2, "DELETE", false)]
-            .map(|(k, m, n)| (k, m.to_string(), n));
-        assert_eq!(nulls, expected);
-    }
-
     /// Each list names every file of its folder, in order: a migration file that is not listed
     /// is never applied, and nothing else would notice.
     #[test]

@@ -370,7 +370,8 @@ impl Tx {
         // A version written is the current one: its body is in `resource` alone until the next
         // version moves it here (`update`), so a create writes its body once. A deletion's
         // empty body is its own.
-        let sql = if method == "DELETE" {
+        let deleted = method == "DELETE";
+        let sql = if deleted {
             "INSERT INTO resource_history (rkey, rtype, id, version, last_updated, method, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         } else {
@@ -386,11 +387,9 @@ impl Tx {
             Param::Text(method),
             Param::Blob(body),
         ];
-        let params = if method == "DELETE" { &params[..] } else { &params[..6] };
-        self.run(sql, params).await?;
+        self.run(sql, &params[..if deleted { 7 } else { 6 }]).await?;
         // Every write records history, so this is where the transaction learns what it wrote.
         if self.cache.is_some() {
-            let deleted = method == "DELETE";
             self.written.push(Version {
                 rtype: rtype.into(),
                 id: id.into(),

@@ -23,6 +23,7 @@ mod formats;
 mod history;
 mod hl7;
 mod hl7_corpus;
+mod migrations;
 mod oauth_flow;
 mod oauth_setups;
 mod paging;
