@@ -8,8 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 const SEGMENTS: &[&str] = &["MSH", "EVN", "PID", "PV1", "ORC", "RXA", "RXR", "OBX", "MRG", "ERR"];
 
-// Field numbers start at 1: hl7-parser's `Segment::field(0)` is a `debug_assert!` (it panics in
-// a build with debug assertions, as this one is) and hearth asks only for fixed fields >= 1.
+// Field numbers start at 1 (field 0 is "absent").
 fn accessors(m: &V2<'_>) {
     let sep = m.separators();
     for seg in SEGMENTS {

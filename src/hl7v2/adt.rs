@@ -50,7 +50,7 @@ fn contacts(m: &V2<'_>) -> Vec<Value> {
             .flat_map(|(n, u)| each(m, seg.field(*n), |f, rep| telecom(m, f, rep, u)))
             .collect();
         if !telecom.is_empty() {
-            c.insert("telecom".into(), json!(telecom));
+            c.insert("telecom".into(), Value::from(telecom));
         }
         if let Some(a) = seg.field(4).and_then(|f| address(m, f, 0)) {
             c.insert("address".into(), a);
@@ -60,7 +60,7 @@ fn contacts(m: &V2<'_>) -> Vec<Value> {
         }
         let relationship: Vec<Value> = [3, 7].iter().filter_map(|n| concept(m, seg, *n)).collect();
         if !relationship.is_empty() {
-            c.insert("relationship".into(), json!(relationship));
+            c.insert("relationship".into(), Value::from(relationship));
         }
         out.push(Value::Object(c));
     }
@@ -89,16 +89,16 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
     extensions.extend(race_or_ethnicity(m, 10, RACE, &["1002-5", "2028-9", "2054-5", "2076-8", "2106-3"]));
     extensions.extend(race_or_ethnicity(m, 22, ETHNICITY, &["2135-2", "2186-5"]));
     if !extensions.is_empty() {
-        p["extension"] = json!(extensions);
+        p["extension"] = Value::from(extensions);
     }
     let names = each(m, m.field("PID", 5), |f, rep| name(m, f, rep));
     if !names.is_empty() {
-        p["name"] = json!(names);
+        p["name"] = Value::from(names);
     }
     let birth = m.get("PID", 7, 1);
     if !birth.is_empty() {
         match date(&birth) {
-            Some(d) => p["birthDate"] = json!(d),
+            Some(d) => p["birthDate"] = Value::from(d),
             None => w.problems.push(Problem::new("PID-7", 102, format!("'{birth}' is not a date"))),
         }
     }
@@ -118,7 +118,7 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
         }
     };
     if let Some(g) = gender {
-        p["gender"] = json!(g);
+        p["gender"] = Value::from(g);
     }
     let addresses = each(m, m.field("PID", 11), |f, rep| address(m, f, rep));
     let telecoms: Vec<Value> = [(13, "home"), (14, "work")]
@@ -127,7 +127,7 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
         .collect();
     for (key, values) in [("address", addresses), ("telecom", telecoms), ("contact", contacts(m))] {
         if !values.is_empty() {
-            p[key] = json!(values);
+            p[key] = Value::from(values);
         }
     }
     if let Some(pid) = m.message.segment("PID") {
@@ -139,16 +139,16 @@ pub fn patient(m: &V2<'_>, w: &mut Writes) -> Result<Value, Problem> {
         }
     }
     if let Some(d) = datetime(&m.get("PID", 29, 0), m.zone().as_deref()) {
-        p["deceasedDateTime"] = json!(d);
+        p["deceasedDateTime"] = Value::from(d);
     } else if m.get("PID", 30, 1) == "Y" {
-        p["deceasedBoolean"] = json!(true);
+        p["deceasedBoolean"] = Value::from(true);
     }
     let doctors: Vec<Value> = m
         .field("PD1", 4)
         .map(|f| (0..m.repeats(f)).filter_map(|rep| w.practitioner(m, Some(f), rep)).collect())
         .unwrap_or_default();
     if !doctors.is_empty() {
-        p["generalPractitioner"] = json!(doctors);
+        p["generalPractitioner"] = Value::from(doctors);
     }
     Ok(p)
 }
@@ -222,11 +222,11 @@ pub fn merge(m: &V2<'_>, retired: Option<&Retired>, w: &mut Writes) -> Result<Ve
     survivor["link"] = json!([{"other": {"reference": format!("Patient/{}", old.id)}, "type": "replaces"}]);
     let survivor_ref = write_patient(w, survivor);
     let mut body = old.body.clone();
-    body["active"] = json!(false);
+    body["active"] = Value::from(false);
     let mut links: Vec<Value> = body["link"].as_array().cloned().unwrap_or_default();
     links.retain(|l| l["type"] != "replaced-by");
     links.push(json!({"other": {"reference": survivor_ref}, "type": "replaced-by"}));
-    body["link"] = json!(links);
+    body["link"] = Value::from(links);
     let retired_ref = w.push(crate::engine::Method::Put, format!("Patient/{}", old.id), body);
     if let Some(r) = w.requests.last_mut() {
         // The retired Patient as it was read: a change in between fails the merge (AE).

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use hl7_parser::message::{Field, Segment};
+use super::message::{Field, Segment};
 use serde_json::{Map, Value, json};
 
 use super::message::V2;
@@ -57,12 +57,12 @@ pub fn identifier(
     let mut id = json!({"value": value});
     let code = m.component(f, rep, type_code);
     match hd_system(m, f, rep, authority) {
-        Some(s) => id["system"] = json!(s),
+        Some(s) => id["system"] = Value::from(s),
         None if code == "NPI" => id["system"] = json!(NPI),
         // No authority: the value is the sending facility's, not the same value of every sender.
         None => {
             if let Some(scope) = m.facility() {
-                id["system"] = json!(scope);
+                id["system"] = Value::from(scope);
             }
         }
     }
@@ -166,14 +166,14 @@ pub fn concept_at(m: &V2<'_>, f: &Field<'_>, rep: usize) -> Option<Value> {
         let mut c = json!({"code": code});
         let display = m.component(f, rep, first + 1);
         if !display.is_empty() {
-            c["display"] = json!(display);
+            c["display"] = Value::from(display);
         }
         let sys = m.component(f, rep, first + 2);
         match code_system(&sys) {
             None if !sys.is_empty() => {
                 c["system"] = json!(format!("urn:hearth:hl7v2:{}", sys.replace(' ', "-")))
             }
-            Some(s) => c["system"] = json!(s),
+            Some(s) => c["system"] = Value::from(s),
             None => {}
         }
         coding.push(c);
@@ -201,17 +201,17 @@ pub fn name(m: &V2<'_>, f: &Field<'_>, rep: usize) -> Option<Value> {
     let mut n = Map::new();
     let family = m.component(f, rep, 1);
     if !family.is_empty() {
-        n.insert("family".into(), json!(family));
+        n.insert("family".into(), Value::from(family));
     }
     let given: Vec<String> =
         [2, 3].iter().map(|c| m.component(f, rep, *c)).filter(|g| !g.is_empty()).collect();
     if !given.is_empty() {
-        n.insert("given".into(), json!(given));
+        n.insert("given".into(), Value::from(given));
     }
     for (c, key) in [(5, "prefix"), (4, "suffix")] {
         let v = m.component(f, rep, c);
         if !v.is_empty() {
-            n.insert(key.into(), json!([v]));
+            n.insert(key.into(), Value::from(vec![v]));
         }
     }
     let use_ = match m.component(f, rep, 7).as_str() {
@@ -223,7 +223,7 @@ pub fn name(m: &V2<'_>, f: &Field<'_>, rep: usize) -> Option<Value> {
         _ => None,
     };
     if let Some(u) = use_ {
-        n.insert("use".into(), json!(u));
+        n.insert("use".into(), Value::from(u));
     }
     (!n.is_empty()).then_some(Value::Object(n))
 }
@@ -234,12 +234,12 @@ pub fn address(m: &V2<'_>, f: &Field<'_>, rep: usize) -> Option<Value> {
     let lines: Vec<String> =
         [1, 2].iter().map(|c| m.component(f, rep, *c)).filter(|l| !l.is_empty()).collect();
     if !lines.is_empty() {
-        a.insert("line".into(), json!(lines));
+        a.insert("line".into(), Value::from(lines));
     }
     for (c, key) in [(3, "city"), (4, "state"), (5, "postalCode"), (6, "country"), (9, "district")] {
         let v = m.component(f, rep, c);
         if !v.is_empty() {
-            a.insert(key.into(), json!(v));
+            a.insert(key.into(), Value::from(v));
         }
     }
     if a.is_empty() {
@@ -359,7 +359,7 @@ impl Writes {
         }
         let prefix = m.component(f, rep, 6);
         if !prefix.is_empty() {
-            name.insert("prefix".into(), json!([prefix]));
+            name.insert("prefix".into(), Value::from(vec![prefix]));
         }
         let display: Vec<String> =
             given.iter().cloned().chain((!family.is_empty()).then(|| family.clone())).collect();
@@ -375,7 +375,7 @@ impl Writes {
         let full = self.ensure("Practitioner", &id, Value::Object(person));
         let mut r = json!({"reference": full});
         if !display.is_empty() {
-            r["display"] = json!(display);
+            r["display"] = Value::from(display);
         }
         Some(r)
     }

@@ -71,10 +71,10 @@ pub fn encounter(m: &V2<'_>, event: &str, patient: &str, w: &mut Writes) -> Resu
     if start.is_some() || end.is_some() {
         let mut period = json!({});
         if let Some(s) = start {
-            period["start"] = json!(s);
+            period["start"] = Value::from(s);
         }
         if let Some(x) = end {
-            period["end"] = json!(x);
+            period["end"] = Value::from(x);
         }
         e["period"] = period;
     }
@@ -96,7 +96,7 @@ pub fn encounter(m: &V2<'_>, event: &str, patient: &str, w: &mut Writes) -> Resu
         }
     }
     if !participants.is_empty() {
-        e["participant"] = json!(participants);
+        e["participant"] = Value::from(participants);
     }
     Ok(Some(e))
 }

@@ -3,7 +3,7 @@
 //! ranges, abnormal flags. A report is matched on its filler order number (OBR-3, else the
 //! placer's OBR-2) and its observations on that and OBX-1, so a corrected result updates.
 
-use hl7_parser::message::Segment;
+use super::message::Segment;
 use serde_json::{Value, json};
 
 use super::ack::Problem;
@@ -41,8 +41,8 @@ fn quantity(m: &V2<'_>, obx: &Segment<'_>, value: f64) -> Value {
         let display = m.at(obx, 6, 2);
         q["unit"] = json!(if display.is_empty() { &unit } else { &display });
         if let Some(sys) = code_system(&m.at(obx, 6, 3)) {
-            q["system"] = json!(sys);
-            q["code"] = json!(unit);
+            q["system"] = Value::from(sys);
+            q["code"] = Value::from(unit);
         }
     }
     q
@@ -72,11 +72,11 @@ fn value(m: &V2<'_>, obx: &Segment<'_>, at: &str) -> Result<Option<(&'static str
                 ),
                 ("<" | ">" | "<=" | ">=", _) => {
                     let mut q = quantity(m, obx, number(&n1)?);
-                    q["comparator"] = json!(cmp);
+                    q["comparator"] = Value::from(cmp);
                     ("valueQuantity", q)
                 }
                 ("" | "=", "") => ("valueQuantity", quantity(m, obx, number(&n1)?)),
-                _ => ("valueString", json!(raw)),
+                _ => ("valueString", Value::from(raw)),
             }
         }
         "CE" | "CWE" | "CNE" => match concept(m, obx, 5) {
@@ -84,7 +84,7 @@ fn value(m: &V2<'_>, obx: &Segment<'_>, at: &str) -> Result<Option<(&'static str
             None => return Ok(None),
         },
         "TS" | "DT" | "DTM" => match datetime(&raw, m.zone().as_deref()) {
-            Some(d) => ("valueDateTime", json!(d)),
+            Some(d) => ("valueDateTime", Value::from(d)),
             None => return Err(Problem::new(at, 102, format!("'{raw}' is not a time"))),
         },
         _ => ("valueString", json!(m.at(obx, 5, 0))),
@@ -132,7 +132,7 @@ fn observation(
         o[k] = v;
     }
     if let Some(r) = range(m, obx) {
-        o["referenceRange"] = json!([r]);
+        o["referenceRange"] = Value::from(vec![r]);
     }
     let flags: Vec<Value> = obx
         .field(8)
@@ -145,10 +145,10 @@ fn observation(
         })
         .unwrap_or_default();
     if !flags.is_empty() {
-        o["interpretation"] = json!(flags);
+        o["interpretation"] = Value::from(flags);
     }
     if let Some(t) = datetime(&m.at(obx, 14, 1), m.zone().as_deref()).or(when.map(str::to_string)) {
-        o["effectiveDateTime"] = json!(t);
+        o["effectiveDateTime"] = Value::from(t);
     }
     Ok(o)
 }
@@ -228,17 +228,17 @@ pub fn requests(m: &V2<'_>, w: &mut Writes) -> Result<Vec<String>, Problem> {
             report["category"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section}]}]);
         }
         if let Some(t) = &when {
-            report["effectiveDateTime"] = json!(t);
+            report["effectiveDateTime"] = Value::from(t.as_str());
         }
         // `issued` is an instant: only a time with seconds and an offset qualifies.
         if let Some(t) = datetime(&m.at(obr, 22, 1), m.zone().as_deref()).filter(|t| t.len() > 19) {
-            report["issued"] = json!(t);
+            report["issued"] = Value::from(t);
         }
         if let Some(e) = &encounter_ref {
             report["encounter"] = json!({"reference": e});
         }
         if !results.is_empty() {
-            report["result"] = json!(results);
+            report["result"] = Value::from(results);
         }
         let id = report["identifier"][0].clone();
         written.push(w.upsert("DiagnosticReport", &id, report));

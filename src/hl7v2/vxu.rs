@@ -3,7 +3,7 @@
 //! identifier: ORC-3 (filler order number) when given, else one derived from the patient,
 //! vaccine, date and lot, so a re-sent VXU updates rather than duplicates.
 
-use hl7_parser::message::Segment;
+use super::message::Segment;
 use serde_json::{Value, json};
 
 use super::ack::Problem;
@@ -91,7 +91,7 @@ fn immunization(
             json!({"system": "urn:hearth:hl7v2:dose", "value": format!("{:016x}", crate::engine::stable_hash(&[patient_key, &code, &date, &lot]))})
         }
     };
-    imm["identifier"] = json!([identifier]);
+    imm["identifier"] = Value::from(vec![identifier]);
     let amount = m.at(d.rxa, 6, 1);
     if let Ok(v) = amount.parse::<f64>()
         && amount != "999"
@@ -102,21 +102,21 @@ fn immunization(
         if !unit.is_empty() {
             q["unit"] = json!(unit);
             q["system"] = json!("http://unitsofmeasure.org");
-            q["code"] = json!(unit);
+            q["code"] = Value::from(unit);
         }
         imm["doseQuantity"] = q;
     }
     if !lot.is_empty() {
-        imm["lotNumber"] = json!(lot);
+        imm["lotNumber"] = Value::from(lot);
     }
     if let Some(exp) = day(&m.at(d.rxa, 16, 1)) {
-        imm["expirationDate"] = json!(exp);
+        imm["expirationDate"] = Value::from(exp);
     }
     match m.at(d.rxa, 9, 1).as_str() {
         "" => {}
-        "00" => imm["primarySource"] = json!(true),
+        "00" => imm["primarySource"] = Value::from(true),
         _ => {
-            imm["primarySource"] = json!(false);
+            imm["primarySource"] = Value::from(false);
             if let Some(origin) = concept(m, d.rxa, 9) {
                 imm["reportOrigin"] = origin;
             }
@@ -124,7 +124,7 @@ fn immunization(
     }
     match m.at(d.rxa, 20, 1).as_str() {
         "" | "CP" => {}
-        "PA" => imm["isSubpotent"] = json!(true),
+        "PA" => imm["isSubpotent"] = Value::from(true),
         "RE" | "NA" => {
             imm["status"] = json!("not-done");
             if let Some(reason) = concept(m, d.rxa, 18) {
@@ -158,7 +158,7 @@ fn immunization(
         }
     }
     if !performers.is_empty() {
-        imm["performer"] = json!(performers);
+        imm["performer"] = Value::from(performers);
     }
     observations(m, d, &mut imm);
     Ok(imm)
@@ -193,19 +193,22 @@ fn observations(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value) {
             "69764-9" => {
                 let doc = m.at(obx, 5, 1);
                 if !doc.is_empty() {
-                    vis("documentType", json!(doc));
+                    vis("documentType", Value::from(doc));
                 }
             }
             "29768-9" | "29769-7" => {
                 if let Some(day) = super::datatypes::datetime(&m.at(obx, 5, 1), m.zone().as_deref()) {
-                    vis(if loinc == "29768-9" { "publicationDate" } else { "presentationDate" }, json!(day));
+                    vis(
+                        if loinc == "29768-9" { "publicationDate" } else { "presentationDate" },
+                        Value::from(day),
+                    );
                 }
             }
             _ => {}
         }
     }
     if !eligibility.is_empty() {
-        imm["programEligibility"] = json!(eligibility);
+        imm["programEligibility"] = Value::from(eligibility);
     }
     // FHIR's imm-1: an education entry needs a document type or a reference.
     let education: Vec<Value> = education
@@ -214,7 +217,7 @@ fn observations(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value) {
         .filter(|e| e.get("documentType").is_some() || e.get("reference").is_some())
         .collect();
     if !education.is_empty() {
-        imm["education"] = json!(education);
+        imm["education"] = Value::from(education);
     }
 }
 
@@ -244,7 +247,7 @@ fn manufacturer(m: &V2<'_>, d: &Dose<'_, '_>, imm: &mut Value, w: &mut Writes, k
             json!({"resourceType": "Organization", "id": id, "identifier": [{"system": MVX, "value": code}]});
         let name = m.at(d.rxa, 17, 2);
         if !name.is_empty() {
-            org["name"] = json!(name);
+            org["name"] = Value::from(name);
         }
         w.push(Method::Put, url.clone(), org);
     }
