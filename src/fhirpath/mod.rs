@@ -75,7 +75,7 @@ use serde_json::Value;
 use crate::resource::model::Context;
 
 pub use parser::{Expr, MAX_DEPTH};
-pub use reads::{Present, has_any, top_level_reads};
+pub use reads::{has_any, top_level_reads};
 
 /// Why parsing or evaluation failed. Parse errors carry the byte offset into
 /// the expression.

@@ -33,13 +33,12 @@ pub fn extract_some(
     wanted: impl Fn(&str) -> bool,
 ) -> IndexRows {
     let mut rows = IndexRows::default();
-    let present = fhirpath::Present::of(resource);
     for param in registry.for_type(rtype) {
         if !param.in_index_tables() || !wanted(&param.code) {
             continue;
         }
         let Some(expr) = &param.compiled else { continue };
-        if param.reads.as_deref().is_some_and(|names| !present.has_any(names)) {
+        if param.reads.as_deref().is_some_and(|names| !fhirpath::has_any(resource, names)) {
             continue;
         }
         if param.kind == ParamType::Composite {
