@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::transaction::{Method, Request, collect_references, replace_references};
-use crate::resource;
+use crate::resource::{self, BodyParts};
 use crate::search::Registry;
 use crate::search::index::{extract_some, split_reference};
 use crate::store::{Filter, IndexRows};
@@ -34,8 +34,10 @@ pub struct Drafts {
     /// For each entry that has a fullUrl: it, and the placeholder reference (`Type/<nonce>-i`)
     /// the drafts use for it.
     names: Vec<(String, String)>,
-    rows: Vec<Mutex<Option<IndexRows>>>,
+    drafted: Vec<Mutex<Option<Drafted>>>,
     resources: Mutex<Option<Vec<Option<Value>>>>,
+    /// The copies the writer did not need: dropped with the drafts, on the sender's side.
+    unneeded: Mutex<Vec<Option<Value>>>,
     /// The queries of the entries' conditions, planned by the sender: (type, condition, query).
     /// Reused by every attempt; the writer plans again only after a change of the custom
     /// parameters.
@@ -56,7 +58,7 @@ impl Drafts {
         let back: HashMap<String, String> = names.iter().map(|(f, p)| (p.clone(), f.clone())).collect();
         // The writer's copy of each resource is drafted on, then put back as it was.
         let mut copies: Vec<Option<Value>> = requests.iter().map(|r| r.resource.clone()).collect();
-        let rows = requests
+        let drafted = requests
             .iter()
             .zip(copies.iter_mut())
             .enumerate()
@@ -66,7 +68,8 @@ impl Drafts {
             })
             .collect();
         let resources = Mutex::new(Some(copies));
-        Drafts { nonce, generation, names, rows, resources, conditions: Vec::new() }
+        let unneeded = Mutex::new(Vec::new());
+        Drafts { nonce, generation, names, drafted, resources, unneeded, conditions: Vec::new() }
     }
 
     /// With the queries of the `requests`' conditions planned by `plan` (one that cannot be is
@@ -91,45 +94,95 @@ impl Drafts {
         self.conditions.iter().find(|(t, q, _)| t == rtype && q == condition).map(|(_, _, f)| f)
     }
 
-    /// The copy of the requests' resources, if no attempt took it yet.
-    pub(super) fn resources(&self) -> Option<Vec<Option<Value>>> {
-        self.resources.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// The copies of the requests' resources that `needed` asks for, if no attempt took them
+    /// yet. The others stay here, to be dropped with the drafts by the sender, not the writer.
+    pub(super) fn resources(&self, needed: impl Fn(usize) -> bool) -> Option<Vec<Option<Value>>> {
+        let mut all = self.resources.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let taken =
+            all.iter_mut().enumerate().map(|(i, v)| if needed(i) { v.take() } else { None }).collect();
+        *self.unneeded.lock().unwrap_or_else(|e| e.into_inner()) = all;
+        Some(taken)
     }
 
-    /// Entry `i`'s rows with the real ids in, all but the [`AT_WRITE`] ones; `aliases` maps
-    /// each entry's fullUrl to the `Type/id` it became. `None`: the writer extracts them.
-    pub(super) fn rows(
-        &self,
-        registry: &Registry,
-        i: usize,
-        aliases: &HashMap<String, String>,
-    ) -> Option<IndexRows> {
-        if registry.generation() != self.generation {
-            return None;
-        }
-        let mut rows = self.rows.get(i)?.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    /// What each placeholder stands for, once the writer has decided each fullUrl's `Type/id`.
+    pub(super) fn resolver<'a>(&'a self, aliases: &'a HashMap<String, String>) -> Resolver<'a> {
         let mut real: HashMap<&str, &str> = HashMap::with_capacity(self.names.len());
         for (full, placeholder) in &self.names {
             if let Some(to) = aliases.get(full) {
                 real.insert(placeholder.as_str(), to.as_str());
             }
         }
+        Resolver { nonce: &self.nonce, real }
+    }
+
+    /// Entry `i`'s rows with the real ids in, all but the [`AT_WRITE`] ones, and its body
+    /// ready for its stamp, if it has one. `None`: the writer extracts and serializes itself.
+    pub(super) fn take(&self, registry: &Registry, i: usize, real: &Resolver<'_>) -> Option<Drafted> {
+        if registry.generation() != self.generation {
+            return None;
+        }
+        let Drafted { mut rows, body } =
+            self.drafted.get(i)?.lock().unwrap_or_else(|e| e.into_inner()).take()?;
         for r in &mut rows.references {
-            if !r.url.contains(&self.nonce) {
+            if !r.url.contains(real.nonce) {
                 continue;
             }
-            let to = real.get(r.url.as_str())?;
+            let to = real.real.get(r.url.as_str())?;
             let (t, id) = split_reference(to)?;
             if r.target_type.as_deref() != Some(t) {
                 return None;
             }
             (r.target_id, r.url) = (Some(id.to_string()), to.to_string());
         }
-        if mentions(&rows, &self.nonce) {
+        if mentions(&rows, real.nonce) {
             return None;
         }
         rows.dedup();
-        Some(rows)
+        let body = body.and_then(|b| real.body(b));
+        Some(Drafted { rows, body })
+    }
+}
+
+/// An entry's draft: its index rows and, unless the writer must see the stamped resource
+/// itself, its body serialized (with the placeholders in until [`Drafts::take`]).
+pub(super) struct Drafted {
+    pub rows: IndexRows,
+    pub body: Option<BodyParts>,
+}
+
+/// The placeholders of one transaction and the `Type/id` each became.
+pub(super) struct Resolver<'a> {
+    nonce: &'a str,
+    real: HashMap<&'a str, &'a str>,
+}
+
+impl Resolver<'_> {
+    /// The body with every placeholder replaced; `None` if one has nothing to stand for (the
+    /// writer then rewrites the resource itself, and reports it).
+    fn body(&self, b: BodyParts) -> Option<BodyParts> {
+        Some(BodyParts { meta: self.replace(b.meta)?, rest: self.replace(b.rest)?, ..b })
+    }
+
+    /// Each placeholder is a whole JSON string (`"Type/<nonce>-i"`), never escaped, as is the
+    /// `Type/id` it becomes.
+    fn replace(&self, text: String) -> Option<String> {
+        if !text.contains(self.nonce) {
+            return Some(text);
+        }
+        let mut out = String::with_capacity(text.len() + 64);
+        let mut done = 0;
+        for (at, _) in text.match_indices(self.nonce) {
+            let start = text[..at].rfind('"')? + 1;
+            let end = at + text[at..].find('"')?;
+            if start < done {
+                return None;
+            }
+            out.push_str(&text[done..start]);
+            out.push_str(self.real.get(&text[start..end])?);
+            done = end;
+        }
+        out.push_str(&text[done..]);
+        Some(out)
     }
 }
 
@@ -149,7 +202,7 @@ fn draft(
     value: &mut Value,
     id: &str,
     (names, back): (&HashMap<String, String>, &HashMap<String, String>),
-) -> Option<IndexRows> {
+) -> Option<Drafted> {
     if !matches!(r.method, Method::Post | Method::Put) {
         return None;
     }
@@ -172,6 +225,11 @@ fn draft(
     let had_id = value.as_object_mut()?.insert("id".into(), Value::String(id.into()));
     replace_references(value, names);
     let rows = extract_some(registry, rtype, value, |code| !AT_WRITE.contains(&code));
+    // The writer checks a SearchParameter, and indexes what it stamps if asked to: it needs
+    // the stamped resource itself.
+    let stamped_needed = rtype == "SearchParameter"
+        || AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()));
+    let body = if stamped_needed { None } else { BodyParts::of(value) };
     // Placeholders carry the nonce, so no reference the client wrote is taken for one.
     replace_references(value, back);
     let obj = value.as_object_mut()?;
@@ -179,7 +237,7 @@ fn draft(
         Some(v) => obj.insert("id".into(), v),
         None => obj.shift_remove("id"),
     };
-    Some(rows)
+    Some(Drafted { rows, body })
 }
 
 /// True when a placeholder is anywhere but in a reference row's reference (which `rows` has
@@ -253,22 +311,37 @@ mod tests {
         for r in requests.iter_mut().step_by(2) {
             r.resource.as_mut().and_then(Value::as_object_mut).unwrap().shift_remove("id");
         }
+        // And a meta of its own for one of each (kept, beside the stamped versionId and
+        // lastUpdated).
+        for r in requests.iter_mut().take(2) {
+            r.resource.as_mut().unwrap()["meta"] = serde_json::json!({"lastUpdated": "2001-01-01T00:00:00Z", "tag": [{"code": "t"}], "versionId": "9"});
+        }
         let drafts = Drafts::make(&registry, &requests);
         // The writer's copies were drafted on and are back as they were, to the key order.
-        let copies = drafts.resources().unwrap();
+        let copies = drafts.resources(|i| i % 3 == 0).unwrap();
         let bytes = |v: &Option<Value>| serde_json::to_string(v).unwrap();
-        assert!(copies.iter().zip(&requests).all(|(c, r)| bytes(c) == bytes(&r.resource)));
+        for (i, (c, r)) in copies.iter().zip(&requests).enumerate() {
+            assert_eq!(bytes(c), bytes(&if i % 3 == 0 { r.resource.clone() } else { None }));
+        }
+        assert!(drafts.resources(|_| true).is_none(), "taken once");
         assert!(requests.iter().any(|r| r.resource.as_ref().is_some_and(|v| v.get("id").is_some())));
         assert!(requests.iter().any(|r| r.resource.as_ref().is_some_and(|v| v.get("id").is_none())));
         let aliases = aliases(&requests);
+        let real = drafts.resolver(&aliases);
         let mut to_entries = 0;
         for (i, r) in requests.iter().enumerate() {
             let (rtype, id) = split_reference(&aliases[&urn(i)]).unwrap();
             let mut value = r.resource.clone().unwrap();
             replace_references(&mut value, &aliases);
-            let stamped = resource::stamp(value, id, 3, 1_700_000_000_000);
+            let at = 1_700_000_000_000;
+            let body = resource::stamped_body(&value, id, 3, at).unwrap();
+            let stamped = resource::stamp(value, id, 3, at);
             let expected = extract(&registry, rtype, &stamped);
-            let mut rows = drafts.rows(&registry, i, &aliases).unwrap_or_else(|| panic!("entry {i} drafted"));
+            let Drafted { mut rows, body: drafted } =
+                drafts.take(&registry, i, &real).unwrap_or_else(|| panic!("entry {i} drafted"));
+            // The body serialized ahead, placeholders resolved, is the stamped one byte for byte.
+            let drafted = drafted.unwrap_or_else(|| panic!("entry {i}'s body")).stamped(id, 3, at).unwrap();
+            assert_eq!(String::from_utf8(drafted).unwrap(), String::from_utf8(body).unwrap());
             rows.extend(extract_some(&registry, rtype, &stamped, |c| AT_WRITE.contains(&c)));
             assert_eq!(rows, expected, "{rtype} (entry {i})");
             to_entries +=
@@ -295,22 +368,39 @@ mod tests {
         let literal = at(&mut requests, "Organization/elsewhere");
         let drafts = Drafts::make(&registry, &requests);
         let aliases = aliases(&requests);
-        assert!(drafts.rows(&registry, conditional, &aliases).is_none());
-        assert!(drafts.rows(&registry, unknown, &aliases).is_none());
-        assert!(drafts.rows(&registry, literal, &aliases).is_some());
+        let take = |d: &Drafts, i: usize, aliases: &HashMap<String, String>| {
+            d.take(&registry, i, &d.resolver(aliases))
+        };
+        assert!(take(&drafts, conditional, &aliases).is_none());
+        assert!(take(&drafts, unknown, &aliases).is_none());
+        assert!(take(&drafts, literal, &aliases).is_some());
         // Taken once: another attempt extracts them itself.
-        assert!(drafts.rows(&registry, literal, &aliases).is_none());
+        assert!(take(&drafts, literal, &aliases).is_none());
         // An entry whose fullUrl the writer did not resolve: its referrers are extracted again.
         let mut partial = aliases.clone();
         partial.remove(&urn(patient));
         let referrer = requests.iter().position(|r| {
             r.resource.as_ref().is_some_and(|v| v.to_string().contains(&format!("\"{}\"", urn(patient))))
         });
-        assert!(drafts.rows(&registry, referrer.unwrap(), &partial).is_none());
+        assert!(take(&drafts, referrer.unwrap(), &partial).is_none());
+        // A placeholder only in an element no parameter indexes: the rows are drafted, the
+        // body is left to the writer.
+        let mut requests = requests;
+        let unindexed = at(&mut requests, "Organization/x");
+        requests[unindexed].resource.as_mut().unwrap()["extension"] = serde_json::json!([
+            {"url": "http://example.org/x", "valueReference": {"reference": urn(patient)}}
+        ]);
+        let drafts = Drafts::make(&registry, &requests);
+        let drafted = take(&drafts, unindexed, &partial).unwrap();
+        assert!(drafted.body.is_none());
+        let drafts = Drafts::make(&registry, &requests);
+        assert!(
+            take(&drafts, unindexed, &aliases).unwrap().body.unwrap().rest.contains(&aliases[&urn(patient)])
+        );
         // A change to the custom parameters since the drafts were made.
         let drafts = Drafts::make(&registry, &requests);
         registry.set_custom("sp", Vec::new());
-        assert!(drafts.rows(&registry, literal, &aliases).is_none());
+        assert!(take(&drafts, literal, &aliases).is_none());
     }
 
     #[test]

@@ -10,13 +10,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
-use super::draft::Drafts;
-use super::write::{Stamped, check_if_match, multiple_matches, stamp_version};
+use super::draft::{Drafted, Drafts};
+use super::write::{Source, Stamped, check_if_match, multiple_matches, stamp_version};
 use super::{Deleted, Engine, SearchResult, Written};
 use crate::error::{Error, IssueCode, Result};
 use crate::resource;
 use crate::search::Handling;
-use crate::store::{Current, IndexRows, Tx, Version};
+use crate::store::{Current, Tx, Version};
 
 /// Fewest new versions in a transaction for which they are stamped on another thread.
 const STAMP_AHEAD_MIN: usize = 16;
@@ -347,10 +347,21 @@ impl Engine {
             }
             plan[i] = Some(step);
         }
-        // Phase 2: references to other entries and conditional references.
-        let mut resources: Vec<Option<Value>> = drafts
-            .and_then(Drafts::resources)
-            .unwrap_or_else(|| requests.iter().map(|r| r.resource.clone()).collect());
+        // Phase 2: references to other entries and conditional references. A drafted entry
+        // whose body was serialized ahead has them resolved in its bytes; the others are
+        // rewritten in a copy of the resource.
+        let mut drafted: Vec<Option<Drafted>> = match drafts {
+            Some(d) => {
+                let real = d.resolver(&aliases);
+                (0..n).map(|i| d.take(&self.registry, i, &real)).collect()
+            }
+            None => (0..n).map(|_| None).collect(),
+        };
+        let needed = |i: usize| drafted[i].as_ref().is_none_or(|d| d.body.is_none());
+        let mut resources: Vec<Option<Value>> =
+            drafts.and_then(|d| d.resources(needed)).unwrap_or_else(|| {
+                requests.iter().enumerate().map(|(i, r)| r.resource.clone().filter(|_| needed(i))).collect()
+            });
         for (i, res) in resources.iter_mut().enumerate() {
             if let Some(v) = res {
                 self.rewrite(tx, v, &aliases, drafts).await.map_err(|e| e.in_entry(i))?;
@@ -378,8 +389,7 @@ impl Engine {
             };
             steps.push((i, next));
         }
-        let drafted = |i: usize| drafts.and_then(|d| d.rows(&self.registry, i, &aliases));
-        let mut stamped = self.stamp_ahead(&steps, &mut resources, drafted);
+        let mut stamped = self.stamp_ahead(&steps, &mut resources, &mut drafted);
         let mut out: Vec<Option<Change>> = (0..n).map(|_| None).collect();
         for (i, next) in steps {
             let done = match next {
@@ -404,14 +414,17 @@ impl Engine {
         &self,
         steps: &[(usize, Next)],
         resources: &mut [Option<Value>],
-        drafted: impl Fn(usize) -> Option<IndexRows>,
+        drafted: &mut [Option<Drafted>],
     ) -> StampQueue {
         let mut jobs: Vec<StampJob> = steps
             .iter()
             .filter_map(|(i, next)| match next {
                 Next::Write(b) => {
-                    let value = with_id(resources[*i].take(), &b.id);
-                    Some((*i, b.rtype.clone(), b.id.clone(), b.current, value, drafted(*i)))
+                    let source = match drafted[*i].take() {
+                        Some(Drafted { rows, body: Some(body) }) => Source::Drafted(rows, body),
+                        d => Source::Value(with_id(resources[*i].take(), &b.id), d.map(|d| d.rows)),
+                    };
+                    Some((*i, b.rtype.clone(), b.id.clone(), b.current, source))
                 }
                 Next::Other(_) => None,
             })
@@ -420,16 +433,16 @@ impl Engine {
         // A few versions are made here: handing them to another thread and waiting for them
         // measured slower (for an HL7 message's four) than making them.
         let rest = if jobs.len() < STAMP_AHEAD_MIN { Vec::new() } else { jobs.split_off(1) };
-        for (i, rtype, id, current, value, rows) in jobs {
-            queue.ready.push_back((i, stamp_version(&self.registry, &rtype, &id, current, value, rows)));
+        for (i, rtype, id, current, source) in jobs {
+            queue.ready.push_back((i, stamp_version(&self.registry, &rtype, &id, current, source)));
         }
         if !rest.is_empty() {
             let (send, receive) = tokio::sync::mpsc::unbounded_channel();
             let registry = self.registry.clone();
             tokio::task::spawn_blocking(move || {
-                for (i, rtype, id, current, value, rows) in rest {
+                for (i, rtype, id, current, source) in rest {
                     // The writer gave up (an entry failed): the rest is not needed.
-                    if send.send((i, stamp_version(&registry, &rtype, &id, current, value, rows))).is_err() {
+                    if send.send((i, stamp_version(&registry, &rtype, &id, current, source))).is_err() {
                         break;
                     }
                 }
@@ -599,7 +612,7 @@ struct Base {
 }
 
 /// An entry, what its new version is written as, and its index rows if drafted.
-type StampJob = (usize, String, String, Option<Current>, Value, Option<IndexRows>);
+type StampJob = (usize, String, String, Option<Current>, Source);
 
 /// New versions in the order the writer takes them: made already, or coming from the thread
 /// that makes them.

@@ -394,7 +394,7 @@ impl Engine {
         value: Value,
         method: &str,
     ) -> Result<Version> {
-        let stamped = stamp_version(&self.registry, rtype, id, current, value, None)?;
+        let stamped = stamp_version(&self.registry, rtype, id, current, Source::Value(value, None))?;
         self.put_stamped(tx, rtype, id, current, stamped, method).await
     }
 
@@ -518,14 +518,20 @@ pub(super) fn stamp_version(
     rtype: &str,
     id: &str,
     current: Option<Current>,
-    value: Value,
-    drafted: Option<crate::store::IndexRows>,
+    source: Source,
 ) -> Result<Stamped> {
     let version = current.map_or(1, |c| c.version + 1);
     // Never move lastUpdated backwards, even if this node's clock is behind the last writer's.
     let now = current.map_or_else(instant::now_ms, |c| instant::now_ms().max(c.last_updated));
-    let body =
-        resource::stamped_body(&value, id, version, now).map_err(|e| Error::Internal(e.to_string()))?;
+    let internal = |e: serde_json::Error| Error::Internal(e.to_string());
+    let (value, drafted) = match source {
+        Source::Drafted(index, parts) => {
+            let body = parts.stamped(id, version, now).map_err(internal)?;
+            return Ok(Stamped { version, now, body, index });
+        }
+        Source::Value(value, drafted) => (value, drafted),
+    };
+    let body = resource::stamped_body(&value, id, version, now).map_err(internal)?;
     // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing to
     // extract unless a parameter of theirs is indexed.
     let at_write_indexed =
@@ -550,6 +556,13 @@ pub(super) fn stamp_version(
         }
     };
     Ok(Stamped { version, now, body, index })
+}
+
+/// What a new version is made from: the resource (with its drafted rows, if any), or its
+/// draft, whose body was serialized ahead (`draft.rs`).
+pub(super) enum Source {
+    Value(Value, Option<crate::store::IndexRows>),
+    Drafted(crate::store::IndexRows, resource::BodyParts),
 }
 
 pub(super) fn multiple_matches(rtype: &str, condition: &str) -> Error {

@@ -113,31 +113,82 @@ pub fn stamped_body(
 ) -> serde_json::Result<Vec<u8>> {
     let Value::Object(obj) = value else { return serde_json::to_vec(value) };
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"resourceType\":");
-    serde_json::to_writer(&mut out, obj.get("resourceType").unwrap_or(&Value::Null))?;
-    out.extend_from_slice(b",\"id\":");
-    serde_json::to_writer(&mut out, id)?;
-    out.extend_from_slice(b",\"meta\":{\"versionId\":");
-    serde_json::to_writer(&mut out, &version.to_string())?;
-    out.extend_from_slice(b",\"lastUpdated\":");
-    serde_json::to_writer(&mut out, &instant::format_ms(last_updated_ms))?;
-    let member = |out: &mut Vec<u8>, key: &String, v: &Value| {
-        out.push(b',');
-        serde_json::to_writer(&mut *out, key)?;
-        out.push(b':');
-        serde_json::to_writer(&mut *out, v)
-    };
-    if let Some(Value::Object(meta)) = obj.get("meta") {
-        for (k, v) in meta.iter().filter(|(k, _)| !matches!(k.as_str(), "versionId" | "lastUpdated")) {
-            member(&mut out, k, v)?;
-        }
-    }
+    stamp_head(&mut out, obj.get("resourceType").unwrap_or(&Value::Null), id, version, last_updated_ms)?;
+    meta_members(&mut out, obj)?;
     out.push(b'}');
-    for (k, v) in obj.iter().filter(|(k, _)| !matches!(k.as_str(), "resourceType" | "id" | "meta")) {
-        member(&mut out, k, v)?;
-    }
+    other_members(&mut out, obj)?;
     out.push(b'}');
     Ok(out)
+}
+
+/// A resource serialized ahead of its stamp: all of [`stamped_body`] but the id, versionId and
+/// lastUpdated, which [`BodyParts::stamped`] puts in.
+pub struct BodyParts {
+    pub resource_type: Value,
+    /// The members of `meta` but versionId and lastUpdated, each as `,"key":value`.
+    pub meta: String,
+    /// The members after `meta`, each as `,"key":value`.
+    pub rest: String,
+}
+
+impl BodyParts {
+    pub fn of(value: &Value) -> Option<BodyParts> {
+        let Value::Object(obj) = value else { return None };
+        let (mut meta, mut rest) = (Vec::new(), Vec::with_capacity(512));
+        meta_members(&mut meta, obj).ok()?;
+        other_members(&mut rest, obj).ok()?;
+        Some(BodyParts {
+            resource_type: obj.get("resourceType").cloned().unwrap_or(Value::Null),
+            meta: String::from_utf8(meta).ok()?,
+            rest: String::from_utf8(rest).ok()?,
+        })
+    }
+
+    /// The bytes [`stamped_body`] makes of the same resource.
+    pub fn stamped(&self, id: &str, version: i64, last_updated_ms: i64) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.meta.len() + self.rest.len() + 128);
+        stamp_head(&mut out, &self.resource_type, id, version, last_updated_ms)?;
+        out.extend_from_slice(self.meta.as_bytes());
+        out.push(b'}');
+        out.extend_from_slice(self.rest.as_bytes());
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// `{"resourceType":…,"id":…,"meta":{"versionId":…,"lastUpdated":…`
+fn stamp_head(out: &mut Vec<u8>, rtype: &Value, id: &str, version: i64, ms: i64) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"resourceType\":");
+    serde_json::to_writer(&mut *out, rtype)?;
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *out, id)?;
+    out.extend_from_slice(b",\"meta\":{\"versionId\":");
+    serde_json::to_writer(&mut *out, &version.to_string())?;
+    out.extend_from_slice(b",\"lastUpdated\":");
+    serde_json::to_writer(&mut *out, &instant::format_ms(ms))
+}
+
+fn member(out: &mut Vec<u8>, key: &str, v: &Value) -> serde_json::Result<()> {
+    out.push(b',');
+    serde_json::to_writer(&mut *out, key)?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, v)
+}
+
+fn meta_members(out: &mut Vec<u8>, obj: &Map<String, Value>) -> serde_json::Result<()> {
+    if let Some(Value::Object(meta)) = obj.get("meta") {
+        for (k, v) in meta.iter().filter(|(k, _)| !matches!(k.as_str(), "versionId" | "lastUpdated")) {
+            member(out, k, v)?;
+        }
+    }
+    Ok(())
+}
+
+fn other_members(out: &mut Vec<u8>, obj: &Map<String, Value>) -> serde_json::Result<()> {
+    for (k, v) in obj.iter().filter(|(k, _)| !matches!(k.as_str(), "resourceType" | "id" | "meta")) {
+        member(out, k, v)?;
+    }
+    Ok(())
 }
 
 /// A copy of the resource with only the given top-level elements (plus `resourceType`, `id`,
