@@ -231,11 +231,7 @@ fn draft(
     let had_id = value.as_object_mut()?.insert("id".into(), Value::String(id.into()));
     replace_references(value, names);
     let rows = extract_some(registry, rtype, value, |code| !AT_WRITE.contains(&code));
-    // The writer checks a SearchParameter, and indexes what it stamps if asked to: it needs
-    // the stamped resource itself.
-    let stamped_needed = rtype == "SearchParameter"
-        || AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()));
-    let body = if stamped_needed { None } else { BodyParts::of(value) };
+    let body = if needs_stamped(registry, rtype) { None } else { BodyParts::of(value) };
     // Placeholders carry the nonce, so no reference the client wrote is taken for one.
     replace_references(value, back);
     let obj = value.as_object_mut()?;
@@ -244,6 +240,14 @@ fn draft(
         None => obj.shift_remove("id"),
     };
     Some(Drafted { rows, body })
+}
+
+/// True when the writer must see a version of `rtype` as stamped: it checks a SearchParameter,
+/// and extracts the [`AT_WRITE`] parameters if one of them is indexed (`_id` and
+/// `_lastUpdated` are otherwise read from the resource row, not index rows).
+pub(super) fn needs_stamped(registry: &Registry, rtype: &str) -> bool {
+    rtype == "SearchParameter"
+        || AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()))
 }
 
 /// True when a placeholder is anywhere but in a reference row's reference (which `rows` has

@@ -360,7 +360,11 @@ impl Engine {
         let needed = |i: usize| drafted[i].as_ref().is_none_or(|d| d.body.is_none());
         let mut resources: Vec<Option<Value>> =
             drafts.and_then(|d| d.resources(needed)).unwrap_or_else(|| {
-                requests.iter().enumerate().map(|(i, r)| r.resource.clone().filter(|_| needed(i))).collect()
+                requests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.resource.as_ref().filter(|_| needed(i)).cloned())
+                    .collect()
             });
         for (i, res) in resources.iter_mut().enumerate() {
             if let Some(v) = res {

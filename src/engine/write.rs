@@ -532,13 +532,9 @@ pub(super) fn stamp_version(
         Source::Value(value, drafted) => (value, drafted),
     };
     let body = resource::stamped_body(&value, id, version, now).map_err(internal)?;
-    // `_id` and `_lastUpdated` are read from the resource row, not index rows: nothing to
-    // extract unless a parameter of theirs is indexed.
-    let at_write_indexed =
-        || super::draft::AT_WRITE.iter().any(|c| registry.get(rtype, c).is_some_and(|p| p.in_index_tables()));
     // The stamped value itself, only to check a SearchParameter or to extract index rows.
     let index = match drafted {
-        Some(rows) if rtype != "SearchParameter" && !at_write_indexed() => rows,
+        Some(rows) if !super::draft::needs_stamped(registry, rtype) => rows,
         drafted => {
             let stamped = resource::stamp(value, id, version, now);
             if rtype == "SearchParameter" {

@@ -128,17 +128,18 @@ fn segment(line: &str, sep: char) -> Result<Segment<'_>, ParseError> {
     if !named {
         return Err(bad());
     }
-    let mut fields = Vec::with_capacity(rest.len() / 4 + 2);
-    let rest = if name == "MSH" {
+    // Grown as the fields come: sized from the line's length, one long field would reserve
+    // room for thousands.
+    let mut fields = Vec::new();
+    let mut rest = rest;
+    if name == "MSH" {
         // MSH-1 is the field separator itself, MSH-2 the other delimiters: both taken whole.
         fields.push(Field { raw: &line[3..3 + sep.len_utf8()], whole: true });
         // (Up to the next separator: v2.7 adds a fifth, the truncation character.)
-        let (encoding, rest) = rest.split_once(sep).unwrap_or((rest, ""));
+        let (encoding, after) = rest.split_once(sep).unwrap_or((rest, ""));
         fields.push(Field { raw: encoding, whole: true });
-        rest
-    } else {
-        rest
-    };
+        rest = after;
+    }
     fields.extend(rest.split(sep).map(|raw| Field { raw, whole: false }));
     Ok(Segment { name, fields })
 }
